@@ -1,0 +1,649 @@
+"""The skorch-backed estimators: ``PretrainedFineTuner`` and ``PretrainedFineTunerRegressor``.
+
+Why a subclass of skorch's ``NeuralNet`` rather than a wrapper around one: a subclass keeps all of
+skorch in reach of the user with no glue (``callbacks=``, ``callbacks__<name>__<param>``,
+``optimizer__weight_decay``, ``history_``, ``ProgressBar``, ``save_params``), and skorch already
+solves cloning, pickling (a GPU-trained net loads on a CPU) and parameter routing. What skadapt adds
+lives in overrides of a few well-defined hooks:
+
+- ``initialize_module``: resolve the pretrained network and its new head (``_backbones``);
+- ``initialize_optimizer``: one parameter group per trainable layer group (``_freezing``);
+- ``get_split_datasets`` / ``get_dataset`` / ``get_iterator``: any kind of input (``_inputs``), with
+  train-time augmentation on the training part only;
+- ``_set_training``: frozen BatchNorm layers stay in inference mode on every batch;
+- the ``fine_tuning`` callback (``_schedule``): staged and gradual unfreezing, learning rates.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from torch.utils.data import Dataset
+
+from skadapt.finetune._backbones import resolve_network
+from skadapt.finetune._freezing import (
+    apply_freeze,
+    frozen_at_epoch,
+    head_parameters,
+    parameter_groups,
+    set_batchnorm_inference,
+    validate_freeze,
+    validate_schedule,
+)
+from skadapt.finetune._inputs import (
+    InputDataset,
+    Inputs,
+    adapt_inputs,
+    find_unreadable,
+    make_transform,
+)
+from skadapt.finetune._schedule import FineTuningSchedule
+
+_LR_SCHEDULES = ("cosine", "constant")
+
+
+class _PretrainedNet(NeuralNet):
+    """What the classifier and the regressor share; see ``PretrainedFineTuner`` for the parameters."""
+
+    _default_criterion: type[torch.nn.Module]
+
+    def __init__(
+        self,
+        model,
+        weights=None,
+        *,
+        head=None,
+        freeze="backbone",
+        unfreeze_at=None,
+        unfreeze="all",
+        unfreeze_every=None,
+        unfreeze_lr=None,
+        backbone_lr_mult=1.0,
+        layer_decay=1.0,
+        train_bn=False,
+        image_size=None,
+        mean=None,
+        std=None,
+        augment="auto",
+        path_column=None,
+        on_bad_image="raise",
+        lr=1e-3,
+        lr_schedule="cosine",
+        warmup=0.1,
+        max_epochs=10,
+        batch_size=32,
+        validation_fraction=0.1,
+        patience=5,
+        num_workers=0,
+        random_state=None,
+        device="auto",
+        criterion=None,
+        optimizer=torch.optim.AdamW,
+        callbacks=None,
+        verbose=0,
+        **kwargs,
+    ):
+        self.model = model
+        self.weights = weights
+        self.head = head
+        self.freeze = freeze
+        self.unfreeze_at = unfreeze_at
+        self.unfreeze = unfreeze
+        self.unfreeze_every = unfreeze_every
+        self.unfreeze_lr = unfreeze_lr
+        self.backbone_lr_mult = backbone_lr_mult
+        self.layer_decay = layer_decay
+        self.train_bn = train_bn
+        self.image_size = image_size
+        self.mean = mean
+        self.std = std
+        self.augment = augment
+        self.path_column = path_column
+        self.on_bad_image = on_bad_image
+        self.lr_schedule = lr_schedule
+        self.warmup = warmup
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.num_workers = num_workers
+        self.random_state = random_state
+        # skorch's own parameters come back through clone() as keyword arguments.
+        kwargs.setdefault("module", None)
+        kwargs.setdefault("train_split", None)
+        super().__init__(
+            criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, callbacks=callbacks, verbose=verbose, device=device, **kwargs,
+        )
+
+    # ----------------------------------------------------------------- callbacks
+    @property
+    def _default_callbacks(self):
+        callbacks = [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            *self._scoring_callbacks(),
+            ("fine_tuning", FineTuningSchedule()),
+        ]
+        if self.validation_fraction is not None and self.patience is not None:
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.patience, load_best=True, sink=_silent)))
+        callbacks.append(("print_log", PrintLog()))
+        return callbacks
+
+    def _scoring_callbacks(self):
+        return []
+
+    # ----------------------------------------------------------------- validation
+    def _validate_hyperparameters(self) -> None:
+        validate_freeze(self.freeze)
+        validate_schedule(self.unfreeze_at, self.unfreeze, self.unfreeze_every)
+        for name in ("lr", "backbone_lr_mult", "layer_decay"):
+            _check_positive(name, getattr(self, name))
+        if self.unfreeze_lr is not None:
+            _check_positive("unfreeze_lr", self.unfreeze_lr)
+        if self.lr_schedule not in _LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: pass one of {_LR_SCHEDULES}.")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup={self.warmup!r} is the fraction of a stage spent warming up: "
+                             "pass a number in [0, 1).")
+        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction={self.validation_fraction!r}: pass a fraction "
+                             "in (0, 1), or None to train on all the data without early stopping.")
+        if self.on_bad_image not in ("raise", "skip"):
+            raise ValueError(f"on_bad_image={self.on_bad_image!r}: pass 'raise' or 'skip'.")
+        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
+            raise ValueError(f"random_state={self.random_state!r}: pass an int seed or None.")
+        if not (isinstance(self.max_epochs, numbers.Integral) and self.max_epochs >= 1):
+            raise ValueError(f"max_epochs={self.max_epochs!r} must be an int >= 1.")
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, X, y, **fit_params):
+        """Fine-tune the pretrained network on ``X``, ``y``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_hyperparameters()
+        inputs = self._adapt(X)
+        y = self._check_target(y, len(inputs))
+        inputs, y = self._drop_bad_images(inputs, y)
+        self.input_kind_ = inputs.kind
+        self.n_features_in_ = _n_features(inputs)
+        with _seeded(self.random_state):
+            return super().fit(inputs, y, **fit_params)
+
+    def initialize(self):
+        self.device_ = _resolve_device(self.__dict__["device"])
+        return super().initialize()
+
+    # skorch moves tensors to ``self.device``, which must be a real device; the parameter as
+    # given ("auto") stays in ``__dict__`` for get_params, clone and pickling.
+    @property
+    def device(self) -> str:
+        resolved = self.__dict__.get("device_") or _resolve_device(self.__dict__.get("device"))
+        return str(resolved)
+
+    @device.setter
+    def device(self, value) -> None:
+        self.__dict__["device"] = value
+
+    def get_params(self, deep=True, **kwargs):
+        params = super().get_params(deep=deep, **kwargs)
+        params["device"] = self.__dict__["device"]
+        return params
+
+    def initialize_module(self):
+        self.network_ = resolve_network(
+            self.model, self.weights, n_outputs=self._n_outputs(), head=self.head)
+        self.module_ = self.network_.module
+        frozen = frozen_at_epoch(self.network_, 0, freeze=self.freeze, unfreeze_at=self.unfreeze_at,
+                                 unfreeze=self.unfreeze, unfreeze_every=self.unfreeze_every)
+        self.set_frozen(frozen)
+        return self
+
+    def initialize_criterion(self):
+        criterion = self.criterion or self._default_criterion
+        self.criterion_ = self.initialized_instance(criterion, self.get_params_for("criterion"))
+        return self
+
+    def initialize_optimizer(self, triggered_directly=None):
+        groups = parameter_groups(self.network_, base_lr=self._stage_lr(0),
+                                  backbone_lr_mult=self.backbone_lr_mult,
+                                  layer_decay=self.layer_decay)
+        kwargs = self.get_params_for("optimizer")
+        kwargs.pop("lr", None)
+        self.optimizer_ = self.optimizer(groups, lr=self._stage_lr(0), **kwargs)
+        return self
+
+    def _stage_lr(self, epoch: int) -> float:
+        if self.unfreeze_at is None or epoch < self.unfreeze_at:
+            return self.lr
+        return self.unfreeze_lr if self.unfreeze_lr is not None else self.lr / 10
+
+    def set_frozen(self, frozen: set[str]) -> None:
+        """Freeze exactly the parameters named in ``frozen`` (the schedule calls this)."""
+        self.frozen_ = set(frozen)
+        self.frozen_batchnorm_ = apply_freeze(self.module_, self.frozen_, train_bn=self.train_bn)
+
+    def n_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
+
+    def _set_training(self, training=True):
+        super()._set_training(training)
+        if training:
+            set_batchnorm_inference(self.frozen_batchnorm_)
+
+    # ----------------------------------------------------------------- data
+    def _adapt(self, X) -> Inputs | Dataset:
+        if isinstance(X, (Inputs, Dataset)):
+            return X
+        return adapt_inputs(X, path_column=self.path_column)
+
+    def _drop_bad_images(self, inputs: Inputs, y):
+        if self.on_bad_image != "skip" or inputs.kind != "files":
+            return inputs, y
+        bad = find_unreadable(inputs)
+        if not bad:
+            return inputs, y
+        shown = "; ".join(f"{inputs.items[i]} ({why})" for i, why in bad[:5])
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(inputs)}: {shown}",
+                      UserWarning, stacklevel=3)
+        keep = np.setdiff1d(np.arange(len(inputs)), [i for i, _ in bad])
+        return _take(inputs, keep), y[keep]
+
+    def _transform(self, kind: str, train: bool):
+        network = getattr(self, "network_", None)
+        return make_transform(
+            kind, train=train, preprocessing=network.preprocessing if network else None,
+            image_size=self.image_size, mean=self.mean, std=self.std, augment=self.augment,
+        )
+
+    def get_dataset(self, X, y=None, training=False):
+        inputs = self._adapt(X)
+        if isinstance(inputs, Dataset):
+            return inputs
+        return InputDataset(inputs, y, transform=self._transform(inputs.kind, train=training))
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        if self.validation_fraction is None:
+            return self.get_dataset(X, y, training=True), None
+        train_idx, valid_idx = self._validation_split(y)
+        return (self.get_dataset(_take(X, train_idx), y[train_idx], training=True),
+                self.get_dataset(_take(X, valid_idx), y[valid_idx], training=False))
+
+    def _validation_split(self, y):
+        indices = np.arange(len(y))
+        stratify = self._stratify_labels(y)
+        try:
+            return train_test_split(indices, test_size=self.validation_fraction,
+                                    random_state=self.random_state, stratify=stratify)
+        except ValueError as error:
+            if stratify is None:
+                raise ValueError(f"validation_fraction={self.validation_fraction} leaves no "
+                                 f"sample to train or validate on ({len(y)} samples): pass "
+                                 "validation_fraction=None.") from error
+            warnings.warn(f"could not stratify the internal validation split ({error}); "
+                          "splitting at random instead.", UserWarning, stacklevel=2)
+            return train_test_split(indices, test_size=self.validation_fraction,
+                                    random_state=self.random_state)
+
+    def _stratify_labels(self, y):
+        return None
+
+    def get_iterator(self, dataset, training=False):
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = {"batch_size": self.batch_size, "shuffle": training,
+                  "num_workers": self.num_workers}
+        kwargs.update(self.get_params_for(prefix))
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        if kwargs["num_workers"] > 0:
+            kwargs.setdefault("persistent_workers", False)
+        return getattr(self, prefix)(dataset, **kwargs)
+
+    # ----------------------------------------------------------------- forward
+    def infer(self, x, **fit_params):
+        x = x.to(self.device_, non_blocking=True)
+        with _autocast(self.device_):
+            out = self.module_(x, **fit_params)
+        if isinstance(out, tuple):  # inception/googlenet in train mode return (logits, aux...)
+            out = out[0]
+        return out.float()
+
+    def evaluation_step(self, batch, training=False):
+        if training:
+            return super().evaluation_step(batch, training=True)
+        self.check_is_fitted()
+        with torch.inference_mode():
+            self._set_training(False)
+            return self.infer(batch[0])
+
+    def _forward_numpy(self, X) -> np.ndarray:
+        """The network's outputs for ``X`` after skorch's nonlinearity (softmax for classifiers)."""
+        self.check_is_fitted()
+        return NeuralNet.predict_proba(self, self._adapt(X))
+
+    def check_is_fitted(self, attributes=None, *args, **kwargs):
+        check_is_fitted(self, attributes or ["module_", "network_"])
+
+    def __setstate__(self, state):
+        # skorch maps saved tensors to state["device"]; "auto" means whatever this machine has.
+        device = state["device"]
+        state["device"] = str(_resolve_device(device))
+        state.pop("device_", None)
+        super().__setstate__(state)  # falls back to the CPU when CUDA is absent
+        self.device_ = torch.device(self.__dict__["device"])
+        self.device = device
+
+    # ----------------------------------------------------------------- inspection
+    def layer_table(self, epoch: int | None = None) -> pd.DataFrame:
+        """One row per layer group (and the head): its size, learning rate and whether it trains.
+
+        Parameters
+        ----------
+        epoch : int, optional
+            Show the state the schedule gives at this epoch (0-based). By default, the current state
+            of a fitted estimator, or the state at the first epoch before ``fit``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``group``, ``depth``, ``n_params``, ``trainable`` (fraction of the group's
+            parameters that train), ``lr``. ``depth`` counts groups from the head (head: -1).
+        """
+        self._validate_hyperparameters()
+        network = getattr(self, "network_", None)
+        if network is None:
+            network = resolve_network(self.model, self.weights, n_outputs=2, head=self.head)
+        if epoch is None and hasattr(self, "frozen_"):
+            frozen, base_lr = self.frozen_, self._stage_lr(len(self.history) - 1)
+        else:
+            epoch = epoch or 0
+            frozen = frozen_at_epoch(network, epoch, freeze=self.freeze,
+                                     unfreeze_at=self.unfreeze_at, unfreeze=self.unfreeze,
+                                     unfreeze_every=self.unfreeze_every)
+            base_lr = self._stage_lr(epoch)
+        sizes = {n: p.numel() for n, p in network.module.named_parameters()}
+        rows = [("head", -1, head_parameters(network), base_lr)]
+        n_groups = len(network.groups)
+        for i, group in enumerate(network.groups):
+            depth = n_groups - 1 - i
+            lr = base_lr * self.backbone_lr_mult * self.layer_decay**depth
+            rows.append((group.name, depth, group.params, lr))
+        table = []
+        for name, depth, params, lr in rows:
+            total = sum(sizes[p] for p in params)
+            trained = sum(sizes[p] for p in params if p not in frozen)
+            table.append({"group": name, "depth": depth, "n_params": total,
+                          "trainable": trained / total if total else 0.0,
+                          "lr": lr if trained else 0.0})
+        return pd.DataFrame(table)
+
+    # ----------------------------------------------------------------- hooks for subclasses
+    def _n_outputs(self) -> int:
+        raise NotImplementedError
+
+    def _check_target(self, y, n_samples: int):
+        raise NotImplementedError
+
+    def _encode_target(self, y):
+        raise NotImplementedError
+
+
+class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
+    """Fine-tune a pretrained network as a scikit-learn classifier.
+
+    A subclass of skorch's ``NeuralNet``: skorch's callbacks, history and progress bar work as usual.
+    Every fine-tuning choice (which layer groups train, from which epoch, at what learning rate) is a
+    constructor parameter, so ``GridSearchCV`` can search it.
+
+    Parameters
+    ----------
+    model : str, torch.nn.Module or type
+        A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), or your own
+        module (instance or class, e.g. a network pretrained on your source domain).
+    weights : str, path or None, default=None
+        For torchvision names: ``"DEFAULT"``, a weights name such as ``"IMAGENET1K_V1"``, or ``None``
+        for random initialization. For any model: a checkpoint path (``.pt``/``.pth`` state dict,
+        possibly nested under ``state_dict`` and with a ``module.`` prefix, or ``.safetensors``).
+    head : str, optional
+        Dotted name of the head to replace in your own module; by default its last ``nn.Linear``.
+    freeze : {"backbone", "none"}, int or list of str, default="backbone"
+        What is frozen when training starts: every layer group (train only the new head), nothing, all
+        but the last ``k`` groups, or the parameters matching these ``fnmatch`` patterns.
+    unfreeze_at : int, optional
+        The epoch (0-based) at which stage 2 begins. ``None``: one stage.
+    unfreeze : "all" or int, default="all"
+        What becomes trainable in stage 2: everything, or the ``m`` frozen groups nearest the head.
+    unfreeze_every : int, optional
+        Gradual unfreezing: from ``unfreeze_at`` on, thaw one more group every ``unfreeze_every``
+        epochs (up to ``unfreeze``).
+    unfreeze_lr : float, optional
+        Base learning rate of stage 2 (default ``lr / 10``).
+    backbone_lr_mult : float, default=1.0
+        Discriminative learning rates: the backbone's rate as a multiple of the head's.
+    layer_decay : float, default=1.0
+        Layer-wise decay: each group one step deeper (away from the head) gets ``lr * layer_decay``.
+    train_bn : bool, default=False
+        Keep the affine parameters of frozen BatchNorm layers trainable. Their running statistics
+        stay frozen either way.
+    image_size : int, optional
+        Input size for image files and PIL images (required without torchvision weights); for arrays,
+        resize to it.
+    mean, std : sequence of float, optional
+        Normalization; by default the weights' own (ImageNet's for images without weights).
+        Arrays are taken as already normalized unless these are given.
+    augment : "auto", bool or callable, default="auto"
+        Train-time augmentation (random resized crop, horizontal flip): on for images, off for arrays.
+        A callable replaces it (applied to the RGB PIL image, or the tensor for arrays).
+    path_column : str, optional
+        The column holding image paths when ``X`` is a DataFrame.
+    on_bad_image : {"raise", "skip"}, default="raise"
+        What ``fit`` does with an unreadable image file: raise an error naming it, or skip it with a
+        warning. ``predict`` always raises.
+    lr : float, default=1e-3
+        Learning rate of the head (and base of every other rate).
+    lr_schedule : {"cosine", "constant"}, default="cosine"
+        Linear warm-up then cosine decay within each stage, or a constant rate.
+    warmup : float, default=0.1
+        Fraction of each stage spent warming up.
+    max_epochs : int, default=10
+    batch_size : int, default=32
+    validation_fraction : float or None, default=0.1
+        Stratified internal validation split used for early stopping; ``None`` trains on everything.
+    patience : int or None, default=5
+        Early stopping patience on the validation loss; the best epoch's weights are restored.
+    num_workers : int, default=0
+        DataLoader workers (image decoding runs in parallel).
+    random_state : int, optional
+        Seed for initialization, shuffling, augmentation and the validation split.
+    device : str, default="auto"
+        ``"auto"``: a GPU when present (with bfloat16 autocast), else the CPU.
+    criterion, optimizer, callbacks, verbose, **kwargs
+        As in skorch (``optimizer__weight_decay=...``, ``callbacks__early_stopping__patience=...``);
+        the default criterion is ``CrossEntropyLoss`` and the optimizer ``AdamW``.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels, in the order of ``predict_proba``'s columns.
+    network_ : ResolvedNetwork
+        The network with its head, layer groups and preprocessing.
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss``, ``valid_acc``, ``lr``, ``n_trainable``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skadapt import PretrainedFineTuner
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> X = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
+    >>> y = np.where(X[:, 0] > 0, "pos", "neg")
+    >>> clf = PretrainedFineTuner(net, freeze="none", max_epochs=3, random_state=0).fit(X, y)
+    >>> clf.predict(X[:2]).shape
+    (2,)
+    """
+
+    _default_criterion = torch.nn.CrossEntropyLoss
+
+    def _scoring_callbacks(self):
+        if self.validation_fraction is None:
+            return []
+        return [("valid_acc", EpochScoring(_encoded_accuracy, name="valid_acc",
+                                           lower_is_better=False, use_caching=True))]
+
+    def _check_target(self, y, n_samples):
+        y = _check_y(y, n_samples)
+        if pd.isna(y).any():
+            raise ValueError("y has missing labels: drop those samples (skadapt.clean_rows does "
+                             "it and records them) before fitting.")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has a single class {self.classes_[0]!r}: a classifier needs at "
+                             "least 2 classes.")
+        return self._encode_target(y)
+
+    def _encode_target(self, y):
+        y = np.asarray(y)
+        codes = np.searchsorted(self.classes_, y)
+        codes = np.clip(codes, 0, len(self.classes_) - 1)
+        unknown = self.classes_[codes] != y
+        if unknown.any():
+            raise ValueError(f"y has labels not seen in the first fit: {np.unique(y[unknown])[:5]}")
+        return codes.astype(np.int64)
+
+    def _n_outputs(self):
+        return len(self.classes_)
+
+    def _stratify_labels(self, y):
+        return y
+
+    def predict_proba(self, X):
+        """Class probabilities, one column per entry of ``classes_``."""
+        return self._forward_numpy(X)
+
+    def predict(self, X):
+        """The most probable class of each sample, as a label of ``classes_``."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+
+class PretrainedFineTunerRegressor(RegressorMixin, _PretrainedNet):
+    """Fine-tune a pretrained network as a scikit-learn regressor.
+
+    The same parameters as :class:`PretrainedFineTuner`; the new head has one output per target
+    column of ``y`` and the default criterion is ``MSELoss``. Targets are used as given: scale them
+    (e.g. with ``TransformedTargetRegressor``) when they are far from unit scale.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skadapt import PretrainedFineTunerRegressor
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    >>> X = np.random.default_rng(0).normal(size=(80, 3)).astype("float32")
+    >>> y = X @ np.array([1.0, -2.0, 0.5])
+    >>> reg = PretrainedFineTunerRegressor(net, freeze="none", max_epochs=3, random_state=0)
+    >>> reg.fit(X, y).predict(X[:2]).shape
+    (2,)
+    """
+
+    _default_criterion = torch.nn.MSELoss
+
+    def _check_target(self, y, n_samples):
+        y = _check_y(y, n_samples)
+        try:
+            y = y.astype(np.float32)
+        except (TypeError, ValueError) as error:
+            raise ValueError("y must be numeric for a regressor; use PretrainedFineTuner for "
+                             "class labels.") from error
+        if not np.isfinite(y).all():
+            raise ValueError("y has NaN or infinite values: drop or impute them before fitting.")
+        self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+        self.y_ndim_ = y.ndim
+        return self._encode_target(y)
+
+    def _encode_target(self, y):
+        y = np.asarray(y, dtype=np.float32)
+        return y.reshape(len(y), -1)
+
+    def _n_outputs(self):
+        return self.n_outputs_
+
+    def predict(self, X):
+        """Predicted targets, shaped like the ``y`` given to ``fit``."""
+        out = self._forward_numpy(X)
+        return out.ravel() if self.y_ndim_ == 1 else out
+
+
+# --------------------------------------------------------------------- helpers
+def _encoded_accuracy(net, X, y) -> float:
+    """Validation accuracy on the encoded targets skorch sees during fit."""
+    return accuracy_score(np.asarray(y), net.predict_proba(X).argmax(axis=1))
+
+
+def _silent(*args, **kwargs) -> None:
+    """A sink for EarlyStopping's messages (verbose runs still print the history table)."""
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name}={value!r} must be a positive number.")
+
+
+def _check_y(y, n_samples: int) -> np.ndarray:
+    if y is None:
+        raise ValueError("fit needs y: pass the targets of the samples in X.")
+    y = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} samples but y has {len(y)}: they must match.")
+    return y
+
+
+def _n_features(inputs: Inputs) -> int | None:
+    if inputs.kind == "array" and inputs.items.ndim == 2:
+        return inputs.items.shape[1]
+    return None
+
+
+def _take(X, indices):
+    if isinstance(X, Inputs):
+        items = X.items[indices] if X.kind == "array" else [X.items[i] for i in indices]
+        return Inputs(kind=X.kind, items=items)
+    return _safe_indexing(X, indices)
+
+
+def _resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@contextmanager
+def _seeded(random_state):
+    """Seed torch for one fit without touching the caller's global random state."""
+    if random_state is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count()))
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(random_state))
+        yield

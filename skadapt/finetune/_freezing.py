@@ -1,0 +1,192 @@
+"""Which parameters train, when, and at what learning rate.
+
+This module is the only place in skadapt that touches ``requires_grad``.
+
+Vocabulary
+----------
+layer group
+    One entry of ``ResolvedNetwork.groups`` (see ``_backbones``): the backbone split into ordered groups,
+    input side first. The new head is not a group; it always trains.
+freeze
+    What is frozen when training starts: ``"none"`` (nothing), ``"backbone"`` (every group),
+    an int ``k`` (every group except the last ``k``), or a list of ``fnmatch`` patterns naming frozen
+    parameters (e.g. ``["conv1.*", "layer1.*"]``).
+unfreeze
+    What becomes trainable once stage 2 begins at epoch ``unfreeze_at``: ``"all"`` or an int ``m``
+    (the ``m`` frozen groups nearest the head). With ``unfreeze_every=n``, groups thaw one at a time,
+    one more every ``n`` epochs, up to that limit (gradual unfreezing).
+depth
+    A group's distance from the head: the last group has depth 0. Its learning rate is
+    ``base_lr * backbone_lr_mult * layer_decay ** depth``; the head's is ``base_lr``.
+
+Frozen BatchNorm layers stay in inference mode, so their running statistics do not move (the bug
+Keras's transfer-learning guide warns about). ``train_bn=True`` keeps their affine parameters
+trainable, while their statistics stay frozen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+_NAMED_SPECS = ("none", "backbone")
+
+
+def validate_freeze(freeze: object) -> None:
+    """Raise a clear error unless ``freeze`` is a valid freeze specification."""
+    if isinstance(freeze, str):
+        if freeze not in _NAMED_SPECS:
+            raise ValueError(
+                f"freeze={freeze!r} is not understood: pass 'none', 'backbone', an int k "
+                "(train the head and the last k layer groups) or a list of parameter-name patterns."
+            )
+        return
+    if isinstance(freeze, numbers.Integral) and not isinstance(freeze, bool):
+        if freeze < 0:
+            raise ValueError(f"freeze={freeze} must be >= 0 (the number of layer groups that train).")
+        return
+    if isinstance(freeze, Sequence) and all(isinstance(p, str) for p in freeze):
+        return
+    raise TypeError(
+        f"freeze must be 'none', 'backbone', an int or a list of str patterns, got {freeze!r}."
+    )
+
+
+def validate_schedule(unfreeze_at: object, unfreeze: object, unfreeze_every: object) -> None:
+    """Raise a clear error unless the stage-2 parameters are consistent."""
+    if unfreeze_at is not None and not (_is_int(unfreeze_at) and unfreeze_at >= 0):
+        raise ValueError(f"unfreeze_at={unfreeze_at!r} must be None or an epoch index >= 0.")
+    if unfreeze != "all" and not (_is_int(unfreeze) and unfreeze >= 1):
+        raise ValueError(f"unfreeze={unfreeze!r} must be 'all' or an int >= 1 (groups to unfreeze).")
+    if unfreeze_every is not None:
+        if not (_is_int(unfreeze_every) and unfreeze_every >= 1):
+            raise ValueError(f"unfreeze_every={unfreeze_every!r} must be None or an int >= 1.")
+        if unfreeze_at is None:
+            raise ValueError(
+                "unfreeze_every needs unfreeze_at: pass the epoch at which gradual unfreezing starts."
+            )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def frozen_by_spec(network, freeze) -> set[str]:
+    """Names of the parameters that ``freeze`` freezes (head parameters never are)."""
+    if isinstance(freeze, str):
+        groups = network.groups if freeze == "backbone" else ()
+    elif _is_int(freeze):
+        groups = network.groups[: max(len(network.groups) - freeze, 0)]
+    else:
+        head = set(head_parameters(network))
+        names = [n for n, _ in network.module.named_parameters() if n not in head]
+        return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in freeze)}
+    return {name for group in groups for name in group.params}
+
+
+def groups_to_unfreeze(epoch: int, unfreeze_at, unfreeze, unfreeze_every) -> float:
+    """How many frozen groups (nearest the head first) are thawed at ``epoch``; ``inf`` means all."""
+    if unfreeze_at is None or epoch < unfreeze_at:
+        return 0
+    limit = math.inf if unfreeze == "all" else unfreeze
+    if unfreeze_every is None:
+        return limit
+    return min(limit, 1 + (epoch - unfreeze_at) // unfreeze_every)
+
+
+def frozen_at_epoch(network, epoch: int, *, freeze, unfreeze_at=None, unfreeze="all",
+                    unfreeze_every=None) -> set[str]:
+    """Names of the parameters frozen during ``epoch`` under the whole schedule."""
+    frozen = frozen_by_spec(network, freeze)
+    n_thaw = groups_to_unfreeze(epoch, unfreeze_at, unfreeze, unfreeze_every)
+    if n_thaw == 0:
+        return frozen
+    partly_frozen = [g for g in reversed(network.groups) if frozen.intersection(g.params)]
+    thawed = partly_frozen if math.isinf(n_thaw) else partly_frozen[: int(n_thaw)]
+    for group in thawed:
+        frozen.difference_update(group.params)
+    if math.isinf(n_thaw):
+        frozen.clear()  # "all" also thaws pattern-frozen parameters outside any group
+    return frozen
+
+
+def head_parameters(network) -> list[str]:
+    """Parameter names of the new head."""
+    prefixes = tuple(h + "." for h in network.head)
+    return [n for n, _ in network.module.named_parameters() if n.startswith(prefixes)]
+
+
+def frozen_batchnorm_modules(module: nn.Module, frozen: set[str]) -> list[nn.Module]:
+    """BatchNorm layers whose affine parameters are all frozen: they run in inference mode.
+
+    A BatchNorm layer without affine parameters follows the parameters of the module it sits in.
+    """
+    frozen_bn = []
+    for name, sub in module.named_modules():
+        if not isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            continue
+        own = [f"{name}.{p}" for p, _ in sub.named_parameters(recurse=False)]
+        if not own:
+            parent = name.rsplit(".", 1)[0] + "." if "." in name else ""
+            own = [n for n, _ in module.named_parameters() if n.startswith(parent)]
+        if own and all(n in frozen for n in own):
+            frozen_bn.append(sub)
+    return frozen_bn
+
+
+def apply_freeze(module: nn.Module, frozen: set[str], *, train_bn: bool = False) -> list[nn.Module]:
+    """Set ``requires_grad`` from ``frozen``; return the BatchNorm layers to keep in inference mode."""
+    frozen_bn = frozen_batchnorm_modules(module, frozen)
+    trainable_bn = set()
+    if train_bn:
+        trainable_bn = {id(p) for bn in frozen_bn for p in bn.parameters(recurse=False)}
+    for name, param in module.named_parameters():
+        param.requires_grad_(name not in frozen or id(param) in trainable_bn)
+    return frozen_bn
+
+
+def set_batchnorm_inference(frozen_bn: Iterable[nn.Module]) -> None:
+    """Put frozen BatchNorm layers back in inference mode (skorch sets ``train()`` every batch)."""
+    for bn in frozen_bn:
+        bn.eval()
+
+
+def parameter_groups(network, *, base_lr: float, backbone_lr_mult: float = 1.0,
+                     layer_decay: float = 1.0) -> list[dict]:
+    """Optimizer parameter groups for the trainable parameters, each with its own learning rate.
+
+    Each dict carries ``name`` (the layer group, or ``"head"``) and ``base_lr`` (the rate before
+    the learning-rate schedule scales it).
+    """
+    named = dict(network.module.named_parameters())
+    specs = [("head", head_parameters(network), base_lr)]
+    for depth, group in enumerate(reversed(network.groups)):
+        specs.append((group.name, group.params, base_lr * backbone_lr_mult * layer_decay**depth))
+    groups = []
+    for name, param_names, lr in specs:
+        params = [named[n] for n in param_names if named[n].requires_grad]
+        if params:
+            groups.append({"params": params, "lr": lr, "base_lr": lr, "name": name})
+    return groups
+
+
+def sync_optimizer(optimizer: torch.optim.Optimizer, wanted: list[dict]) -> None:
+    """Bring ``optimizer`` in line with ``wanted`` groups, keeping the state of existing ones.
+
+    Newly trainable parameters join as new groups (or extend their group); every group takes its
+    new ``base_lr``. Parameters never leave an optimizer: a schedule only thaws.
+    """
+    by_name = {g.get("name"): g for g in optimizer.param_groups}
+    for spec in wanted:
+        group = by_name.get(spec["name"])
+        if group is None:
+            optimizer.add_param_group(dict(spec))
+            continue
+        known = {id(p) for p in group["params"]}
+        group["params"].extend(p for p in spec["params"] if id(p) not in known)
+        group["base_lr"] = group["lr"] = spec["base_lr"]

@@ -1,0 +1,163 @@
+"""PretrainedFineTuner as an sklearn estimator: learning, clone, search, CV, pipelines, persistence."""
+
+import io
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from skadapt import PretrainedFineTuner, PretrainedFineTunerRegressor
+from tests.finetune.conftest import TinyCNN, color_task
+
+FAST = dict(max_epochs=4, batch_size=16, lr=1e-2, random_state=0)
+
+
+def _mlp(n_in=6, n_out=5):
+    """A user's own tabular network: a fresh instance, so the 'pretrained' state is its init."""
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(n_in, 32), nn.ReLU(), nn.Linear(32, n_out))
+
+
+def _tabular(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6)) * [1, 10, 100, 1, 1, 1] + [0, 50, -300, 0, 0, 0]
+    y = np.where(X[:, 0] + X[:, 1] / 10 > 5, "high", "low")
+    return pd.DataFrame(X, columns=[f"f{i}" for i in range(6)]), y
+
+
+def test_learns_an_image_task_with_string_labels(images):
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", image_size=None, **FAST).fit(X, y)
+    assert set(clf.classes_) == {"blue", "red"}
+    X_test, y_test = color_task(n=64, seed=1)
+    assert clf.score(X_test, y_test) > 0.9
+    proba = clf.predict_proba(X_test)
+    assert proba.shape == (64, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(clf.predict(X_test)) <= {"blue", "red"}
+    assert {"train_loss", "valid_loss", "valid_acc", "lr"} <= set(clf.history[-1])
+
+
+def test_fit_is_reproducible_with_random_state(images):
+    X, y = images
+    a = PretrainedFineTuner(TinyCNN, freeze="none", **FAST).fit(X, y).predict_proba(X)
+    b = PretrainedFineTuner(TinyCNN, freeze="none", **FAST).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_get_params_set_params_and_clone_keep_every_parameter():
+    clf = PretrainedFineTuner("resnet18", weights=None, freeze=2, unfreeze_at=3, unfreeze=1,
+                              layer_decay=0.8, train_bn=True, image_size=64, lr=3e-4,
+                              optimizer__weight_decay=0.05)
+    params = clf.get_params()
+    for name in ("model", "weights", "head", "freeze", "unfreeze_at", "unfreeze", "train_bn",
+                 "image_size", "mean", "std", "augment", "lr", "max_epochs", "batch_size",
+                 "random_state", "device", "layer_decay", "backbone_lr_mult", "unfreeze_lr",
+                 "unfreeze_every", "optimizer__weight_decay"):
+        assert name in params, name
+    twin = clone(clf)
+    assert twin.get_params()["freeze"] == 2 and twin.optimizer__weight_decay == 0.05
+    twin.set_params(freeze="none", unfreeze_at=None)
+    assert (twin.freeze, twin.unfreeze_at) == ("none", None)
+    assert clf.freeze == 2
+
+
+def test_grid_search_over_freezing_schedule_and_learning_rate(tiny_checkpoint, images):
+    X, y = images
+    net = PretrainedFineTuner(TinyCNN, weights=str(tiny_checkpoint), validation_fraction=None,
+                              max_epochs=3, batch_size=16, random_state=0)
+    grid = GridSearchCV(net, {"freeze": ["backbone", "none"], "lr": [1e-2, 1e-3],
+                              "unfreeze_at": [None, 1]}, cv=StratifiedKFold(3), error_score="raise")
+    grid.fit(X, y)
+    assert len(grid.cv_results_["params"]) == 8
+    assert grid.best_score_ > 0.8
+    assert grid.best_estimator_.score(*color_task(n=64, seed=2)) > 0.8
+
+
+def test_cross_validate_with_stratified_kfold(images):
+    X, y = images
+    scores = cross_validate(PretrainedFineTuner(TinyCNN, freeze="none", **FAST), X, y,
+                            cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    assert scores["test_score"].mean() > 0.85
+
+
+def test_inside_a_pipeline_with_a_user_pretrained_tabular_mlp():
+    X, y = _tabular()
+    pipe = make_pipeline(StandardScaler(), PretrainedFineTuner(_mlp(), freeze="none", **FAST))
+    pipe.fit(X.iloc[:150], y[:150])
+    assert pipe.score(X.iloc[150:], y[150:]) > 0.85
+    assert pipe[-1].n_features_in_ == 6
+
+
+def test_regressor_learns_and_keeps_target_shape():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = X @ np.array([1.0, -1.0, 0.5, 0.0, 2.0, 0.0])
+    reg = PretrainedFineTunerRegressor(_mlp(n_out=1), freeze="none", max_epochs=30, lr=1e-2,
+                                       batch_size=32, random_state=0)
+    reg.fit(X[:200], y[:200])
+    assert reg.predict(X[200:]).shape == (100,)
+    assert reg.score(X[200:], y[200:]) > 0.8
+    two = PretrainedFineTunerRegressor(_mlp(n_out=1), freeze="none", max_epochs=2, random_state=0)
+    assert two.fit(X, np.c_[y, -y]).predict(X[:3]).shape == (3, 2)
+
+
+def test_joblib_round_trip_gives_identical_predictions(images, tmp_path):
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, freeze=1, **FAST).fit(X, y)
+    joblib.dump(clf, tmp_path / "model.joblib")
+    loaded = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    assert loaded.get_params()["device"] == "auto"
+
+
+def test_a_model_saved_for_cuda_loads_and_predicts_on_a_cpu_only_machine(images):
+    """A pickle whose device is 'cuda' (as after training on a GPU) loads where CUDA is absent."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the test is about machines without it")
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", **{**FAST, "max_epochs": 1}).fit(X, y)
+    clf.device = "cuda"
+    buffer = io.BytesIO()
+    joblib.dump(clf, buffer)
+    buffer.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = joblib.load(buffer)
+    assert next(loaded.module_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+
+
+def test_predict_before_fit_raises_not_fitted():
+    with pytest.raises(NotFittedError):
+        PretrainedFineTuner(TinyCNN).predict(np.zeros((2, 3, 8, 8), dtype=np.float32))
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.array(["a"] * 10), "single class"),
+    (np.array(["a", None] * 5, dtype=object), "missing labels"),
+    (np.array(["a", "b"] * 4), "X has 10 samples but y has 8"),
+])
+def test_bad_targets_get_clear_errors(y, message):
+    X = np.zeros((10, 3, 8, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        PretrainedFineTuner(TinyCNN).fit(X, y)
+
+
+def test_small_folds_fall_back_to_a_random_validation_split():
+    X = np.random.default_rng(0).normal(size=(12, 3, 8, 8)).astype(np.float32)
+    y = np.array(["a"] * 11 + ["b"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PretrainedFineTuner(TinyCNN, max_epochs=1, validation_fraction=0.25).fit(X, y)
+    assert any("could not stratify" in str(w.message) for w in caught)

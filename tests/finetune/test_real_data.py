@@ -1,0 +1,47 @@
+"""Real pretrained weights on real photos: CIFAR-10 ResNet20 adapted to ants vs bees (../shared)."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_files
+from sklearn.model_selection import StratifiedKFold, cross_validate
+
+from benchmarks.cifar_resnet import SHARED, CifarResNet, checkpoint_path
+from skadapt import PretrainedFineTuner
+
+HYMENOPTERA = SHARED / "data" / "hymenoptera_data"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not HYMENOPTERA.is_dir(),
+                       reason=f"real data not found at {HYMENOPTERA} (../shared is absent)"),
+]
+
+
+def _image_folder(split):
+    bunch = load_files(HYMENOPTERA / split, load_content=False, shuffle=False)
+    return np.asarray(bunch.filenames), np.asarray(bunch.target_names)[bunch.target]
+
+
+def test_resnet20_checkpoint_transfers_to_ants_vs_bees_in_cross_validation():
+    X, y = _image_folder("train")
+    clf = PretrainedFineTuner(CifarResNet(20), weights=str(checkpoint_path(20)), image_size=96,
+                              freeze="backbone", lr=1e-2, max_epochs=6, batch_size=32,
+                              validation_fraction=None, num_workers=2, random_state=0)
+    scores = cross_validate(clf, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0),
+                            return_estimator=True)
+    assert scores["test_score"].mean() > 0.62, scores["test_score"]
+    # the frozen backbone is the checkpoint's, bit for bit, in every fold
+    reference = CifarResNet(20)
+    reference.load_state_dict(_stripped(checkpoint_path(20)))
+    for fitted in scores["estimator"]:
+        state = fitted.module_.state_dict()
+        for key, value in reference.state_dict().items():
+            if not key.startswith("linear."):
+                assert np.array_equal(state[key].numpy(), value.numpy()), key
+
+
+def _stripped(path):
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("module."): v for k, v in state.items()}
