@@ -153,8 +153,8 @@ class ResolvedNetwork:
     preprocessing: Preprocessing | None
 
 
-def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = None
-                    ) -> ResolvedNetwork:
+def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = None,
+                    example_input: torch.Tensor | None = None) -> ResolvedNetwork:
     """Build ``model`` with ``weights``, replace its head, and split its backbone into groups.
 
     Parameters
@@ -173,6 +173,9 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     head : str, optional
         Dotted name of the layer to replace; by default the last ``nn.Linear`` (or the known head
         of the torchvision families that have none or several).
+    example_input : torch.Tensor, optional
+        A small batch run once through a module with lazy layers (``nn.LazyLinear``...) so that
+        their shapes are known before the head and the groups are read.
 
     Returns
     -------
@@ -186,12 +189,26 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     """
     _check_n_outputs(n_outputs)
     module, torchvision_weights = _build(model, weights)
+    _materialize_lazy_layers(module, example_input)
     head_names = _find_heads(module, head)
     for name in head_names:
         module.set_submodule(name, _fresh_head(module.get_submodule(name), name, n_outputs))
     preprocessing = preprocessing_of(torchvision_weights) if torchvision_weights else None
     return ResolvedNetwork(module=module, head=head_names, groups=_layer_groups(module, head_names),
                            preprocessing=preprocessing)
+
+
+def _materialize_lazy_layers(module: nn.Module, example_input: torch.Tensor | None) -> None:
+    if not any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters()):
+        return
+    if example_input is None:
+        raise ValueError("the model has lazy layers (e.g. nn.LazyLinear) whose shapes are unknown "
+                         "until it sees data: fit the estimator first, or give the layers sizes.")
+    training = module.training
+    with torch.no_grad():
+        module.eval()
+        module(example_input)
+    module.train(training)
 
 
 def preprocessing_of(weights: WeightsEnum) -> Preprocessing | None:

@@ -24,9 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import _safe_indexing
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, EpochScoring, EpochTimer, PassthroughScoring, PrintLog
@@ -178,12 +181,42 @@ class _PretrainedNet(NeuralNet):
         """
         self._validate_hyperparameters()
         inputs = self._adapt(X)
+        if len(inputs) < 2:
+            raise ValueError(f"fit needs at least 2 samples, got {len(inputs)} sample.")
         y = self._check_target(y, len(inputs))
         inputs, y = self._drop_bad_images(inputs, y)
         self.input_kind_ = inputs.kind
         self.n_features_in_ = _n_features(inputs)
         with _seeded(self.random_state):
-            return super().fit(inputs, y, **fit_params)
+            if not (self.warm_start and self.initialized_):
+                self._initialize_with_example(inputs)
+            NeuralNet.partial_fit(self, inputs, y, **fit_params)
+        return self
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """One more pass of ``max_epochs`` over ``X``, ``y``, keeping the weights (fits if unfitted)."""
+        if not self.initialized_:
+            return self.fit(X, y, **fit_params)
+        inputs = self._check_features(self._adapt(X))
+        y = self._encode_target(_check_y(y, len(inputs)))
+        return NeuralNet.partial_fit(self, inputs, y, **fit_params)
+
+    def _check_features(self, inputs):
+        """Refuse rows whose number of features differs from those seen in ``fit``."""
+        n_features = _n_features(inputs) if isinstance(inputs, Inputs) else None
+        if n_features is not None and n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        return inputs
+
+    def _initialize_with_example(self, inputs: Inputs) -> None:
+        """Initialize, showing the network two samples so that lazy layers get their shapes."""
+        dataset = self.get_dataset(_take(inputs, np.arange(min(2, len(inputs)))))
+        self._example_input = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        try:
+            self.initialize()
+        finally:
+            del self._example_input  # transient: not a parameter, not fitted state
 
     def initialize(self):
         self.device_ = _resolve_device(self.__dict__["device"])
@@ -193,7 +226,12 @@ class _PretrainedNet(NeuralNet):
     # given ("auto") stays in ``__dict__`` for get_params, clone and pickling.
     @property
     def device(self) -> str:
-        resolved = self.__dict__.get("device_") or _resolve_device(self.__dict__.get("device"))
+        resolved = self.__dict__.get("device_")
+        if resolved is None:
+            try:
+                resolved = _resolve_device(self.__dict__.get("device"))
+            except (RuntimeError, TypeError, ValueError):
+                return self.__dict__.get("device")  # validated when fit starts
         return str(resolved)
 
     @device.setter
@@ -203,11 +241,14 @@ class _PretrainedNet(NeuralNet):
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)
         params["device"] = self.__dict__["device"]
+        # skorch lists this bookkeeping set among the parameters; its __init__ rebuilds it anyway
+        params.pop("_params_to_validate", None)
         return params
 
     def initialize_module(self):
         self.network_ = resolve_network(
-            self.model, self.weights, n_outputs=self._n_outputs(), head=self.head)
+            self.model, self.weights, n_outputs=self._n_outputs(), head=self.head,
+            example_input=getattr(self, "_example_input", None))
         self.module_ = self.network_.module
         frozen = frozen_at_epoch(self.network_, 0, freeze=self.freeze, unfreeze_at=self.unfreeze_at,
                                  unfreeze=self.unfreeze, unfreeze_every=self.unfreeze_every)
@@ -334,7 +375,7 @@ class _PretrainedNet(NeuralNet):
     def _forward_numpy(self, X) -> np.ndarray:
         """The network's outputs for ``X`` after skorch's nonlinearity (softmax for classifiers)."""
         self.check_is_fitted()
-        return NeuralNet.predict_proba(self, self._adapt(X))
+        return NeuralNet.predict_proba(self, self._check_features(self._adapt(X)))
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         check_is_fitted(self, attributes or ["module_", "network_"])
@@ -507,9 +548,14 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
 
     def _check_target(self, y, n_samples):
         y = _check_y(y, n_samples)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; using "
+                          "y.ravel().", DataConversionWarning, stacklevel=3)
+            y = y.ravel()
         if pd.isna(y).any():
             raise ValueError("y has missing labels: drop those samples (skadapt.clean_rows does "
                              "it and records them) before fitting.")
+        check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"y has a single class {self.classes_[0]!r}: a classifier needs at "
@@ -562,6 +608,11 @@ class PretrainedFineTunerRegressor(RegressorMixin, _PretrainedNet):
 
     _default_criterion = torch.nn.MSELoss
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def _check_target(self, y, n_samples):
         y = _check_y(y, n_samples)
         try:
@@ -582,9 +633,13 @@ class PretrainedFineTunerRegressor(RegressorMixin, _PretrainedNet):
     def _n_outputs(self):
         return self.n_outputs_
 
+    @available_if(lambda self: False)
+    def predict_proba(self, X):
+        """Not available: a regressor predicts values (skorch's NeuralNet defines this)."""
+
     def predict(self, X):
         """Predicted targets, shaped like the ``y`` given to ``fit``."""
-        out = self._forward_numpy(X)
+        out = self._forward_numpy(X).astype(np.float64)
         return out.ravel() if self.y_ndim_ == 1 else out
 
 
@@ -605,7 +660,8 @@ def _check_positive(name: str, value) -> None:
 
 def _check_y(y, n_samples: int) -> np.ndarray:
     if y is None:
-        raise ValueError("fit needs y: pass the targets of the samples in X.")
+        raise ValueError("This estimator requires y to be passed, but the target y is None: pass "
+                         "the targets of the samples in X.")
     y = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
     if len(y) != n_samples:
         raise ValueError(f"X has {n_samples} samples but y has {len(y)}: they must match.")

@@ -49,6 +49,7 @@ import pandas as pd
 import PIL.Image
 import torch
 from PIL import ImageOps
+from scipy import sparse
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
@@ -142,7 +143,12 @@ def adapt_inputs(X, *, path_column: str | None = None) -> Inputs:
         return _adapt_numeric(X.detach().cpu().numpy())
     if isinstance(X, (str, os.PathLike, PIL.Image.Image)):
         raise TypeError(f"X is a single {type(X).__name__}: pass a list of them, one per sample.")
+    if sparse.issparse(X):
+        raise TypeError("X is a sparse matrix, and sparse input is not supported: pass a dense "
+                        "array (X.toarray()).")
     if isinstance(X, np.ndarray):
+        if X.dtype.kind == "c":
+            raise ValueError("Complex data not supported: X has complex numbers; pass real ones.")
         if X.dtype.kind in "biuf":
             return _adapt_numeric(X)
         if X.ndim == 1 and X.dtype.kind in "OUS":
@@ -153,6 +159,8 @@ def adapt_inputs(X, *, path_column: str | None = None) -> Inputs:
                         "1-D array / list of image paths.")
     if isinstance(X, (list, tuple)):
         return _adapt_sequence(list(X), what="X")
+    if hasattr(X, "__array__"):
+        return adapt_inputs(np.asarray(X), path_column=path_column)
     raise TypeError(
         f"X of type {type(X).__name__} is not supported: pass a numeric array or tensor, a list of "
         "image paths or PIL images, a pandas Series of paths, or a DataFrame."
@@ -162,9 +170,9 @@ def adapt_inputs(X, *, path_column: str | None = None) -> Inputs:
 def _object_to_float(X: np.ndarray) -> np.ndarray:
     try:
         return X.astype(np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"X is a {X.ndim}-D array of dtype {X.dtype} holding non-numbers: pass a "
-                        "numeric array, or a 1-D array / list of image paths.") from None
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"X is a {X.ndim}-D array of dtype {X.dtype} holding non-numbers ({error}): "
+                        "pass a numeric array, or a 1-D array / list of image paths.") from None
 
 
 def _adapt_frame(X: pd.DataFrame, path_column: str | None) -> Inputs:
@@ -242,10 +250,12 @@ def _adapt_paths(values: Sequence, what: str) -> Inputs:
 def _adapt_numeric(X: np.ndarray) -> Inputs:
     if X.dtype.kind not in "biuf":
         raise TypeError(f"X has dtype {X.dtype}: pass real numbers (int, float or bool).")
-    if X.shape[0:1] == (0,) or X.size == 0:
+    if X.shape[0:1] == (0,):
         raise ValueError(f"X of shape {X.shape} is empty: pass at least one sample.")
+    if X.size == 0:  # wording shared with sklearn's check_array
+        raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     if X.ndim == 1:
-        raise ValueError("X has 1 dimension; reshape to (n_samples, 1) for one feature, or pass "
+        raise ValueError("X has 1 dimension. Reshape your data to (n_samples, 1) for one feature, or pass "
                          "(n_samples, n_features) rows or (n_samples, channels, height, width) "
                          "images.")
     if X.ndim == 3:

@@ -136,7 +136,7 @@ def test_pil_images(image_files):
     [
         ([], ValueError, "empty"),
         (np.zeros((0, 3, 4, 4)), ValueError, "empty"),
-        (np.zeros(5), ValueError, r"1 dimension; reshape to \(n_samples, 1\)"),
+        (np.zeros(5), ValueError, r"1 dimension. Reshape your data to \(n_samples, 1\)"),
         (np.zeros((5, 4, 4)), ValueError, r"3 dimensions.*X\[:, None\]"),
         (np.array([[1.0, np.inf], [0.0, 1.0]]), ValueError, "NaN or infinite.*samples 0"),
         (np.array([1e39, 0.0]).reshape(2, 1), ValueError, "too large for float32"),
