@@ -146,7 +146,7 @@ def test_pil_images(image_files):
         (pd.Series([0.5, 1.5]), ValueError, "1 dimension"),
         ("photo.jpg", TypeError, "single str: pass a list"),
         ({"a": 1}, TypeError, "dict is not supported"),
-        (np.zeros((2, 2), dtype=complex), TypeError, "complex"),
+        (np.zeros((2, 2), dtype=complex), ValueError, "Complex data not supported"),
         (np.array([["a", 1], ["b", 2]], dtype=object), TypeError, "2-D.*holding non-numbers"),
     ],
 )
