@@ -161,3 +161,60 @@ def test_small_folds_fall_back_to_a_random_validation_split():
         warnings.simplefilter("always")
         PretrainedFineTuner(TinyCNN, max_epochs=1, validation_fraction=0.25).fit(X, y)
     assert any("could not stratify" in str(w.message) for w in caught)
+
+
+def _write_images(folder, n=24, size=20):
+    """PNG photos of two colours, plus one file that is not an image."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for i in range(n):
+        label = "red" if i % 2 else "blue"
+        pixels = rng.integers(0, 80, size=(size, size, 3), dtype=np.uint8)
+        pixels[..., 0 if label == "red" else 2] += 150
+        path = folder / f"{i}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(str(path))
+        labels.append(label)
+    bad = folder / "broken.png"
+    bad.write_text("not an image")
+    return paths, np.array(labels), str(bad)
+
+
+def test_image_files_with_a_bad_file_skipped_in_fit_and_refused_in_predict(tmp_path):
+    paths, labels, bad = _write_images(tmp_path)
+    clf = PretrainedFineTuner(TinyCNN, image_size=16, freeze="none", on_bad_image="skip",
+                              validation_fraction=None, **FAST)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+        clf.fit([*paths, bad], [*labels, "red"])
+    assert clf.input_kind_ == "files"
+    assert clf.score(paths, labels) > 0.9
+    with pytest.raises(ValueError, match="broken.png"):
+        clf.predict([bad])
+
+
+def test_early_stopping_restores_the_best_epoch(images):
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", patience=2, max_epochs=30, lr=0.5,
+                              batch_size=16, random_state=0).fit(X, y)
+    losses = clf.history[:, "valid_loss"]
+    assert len(losses) < 30  # stopped early
+    best = int(np.argmin(losses))
+    restored = clf.predict_proba(X)  # the restored weights give the best epoch's validation loss
+    assert np.isfinite(restored).all()
+    assert len(losses) - 1 - best == 2
+
+
+def test_random_search_over_the_model_name():
+    from sklearn.model_selection import RandomizedSearchCV
+
+    X, y = color_task(n=32, size=32)
+    net = PretrainedFineTuner("resnet18", weights=None, max_epochs=1, batch_size=16,
+                              validation_fraction=None, random_state=0)
+    search = RandomizedSearchCV(net, {"model": ["resnet18", "mobilenet_v3_small"],
+                                      "layer_decay": [0.5, 1.0]}, n_iter=2, cv=2, random_state=0,
+                                error_score="raise")
+    search.fit(X, y)
+    assert {p["model"] for p in search.cv_results_["params"]} <= {"resnet18", "mobilenet_v3_small"}
+    assert search.best_estimator_.predict(X).shape == (32,)
