@@ -38,7 +38,7 @@ import numbers
 import os
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +154,8 @@ class ResolvedNetwork:
 
 
 def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = None,
-                    example_input: torch.Tensor | None = None) -> ResolvedNetwork:
+                    example_input: torch.Tensor | Callable[[], torch.Tensor] | None = None
+                    ) -> ResolvedNetwork:
     """Build ``model`` with ``weights``, replace its head, and split its backbone into groups.
 
     Parameters
@@ -173,9 +174,10 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     head : str, optional
         Dotted name of the layer to replace; by default the last ``nn.Linear`` (or the known head
         of the torchvision families that have none or several).
-    example_input : torch.Tensor, optional
+    example_input : torch.Tensor or callable returning one, optional
         A small batch run once through a module with lazy layers (``nn.LazyLinear``...) so that
-        their shapes are known before the head and the groups are read.
+        their shapes are known before the head and the groups are read; a callable is only called
+        when the module has lazy layers.
 
     Returns
     -------
@@ -198,12 +200,14 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
                            preprocessing=preprocessing)
 
 
-def _materialize_lazy_layers(module: nn.Module, example_input: torch.Tensor | None) -> None:
+def _materialize_lazy_layers(module: nn.Module, example_input) -> None:
     if not any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters()):
         return
     if example_input is None:
         raise ValueError("the model has lazy layers (e.g. nn.LazyLinear) whose shapes are unknown "
                          "until it sees data: fit the estimator first, or give the layers sizes.")
+    if callable(example_input):
+        example_input = example_input()
     training = module.training
     with torch.no_grad():
         module.eval()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -210,13 +211,16 @@ class _PretrainedNet(NeuralNet):
         return inputs
 
     def _initialize_with_example(self, inputs: Inputs) -> None:
-        """Initialize, showing the network two samples so that lazy layers get their shapes."""
-        dataset = self.get_dataset(_take(inputs, np.arange(min(2, len(inputs)))))
-        self._example_input = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        """Initialize, able to show the network two samples so that lazy layers get their shapes."""
+        self._example_input = partial(self._example_batch, inputs)
         try:
             self.initialize()
         finally:
             del self._example_input  # transient: not a parameter, not fitted state
+
+    def _example_batch(self, inputs: Inputs) -> torch.Tensor:
+        dataset = self.get_dataset(_take(inputs, np.arange(min(2, len(inputs)))))
+        return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
     def initialize(self):
         self.device_ = _resolve_device(self.__dict__["device"])
