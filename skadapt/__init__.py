@@ -1,5 +1,6 @@
 """skadapt: adapt pretrained deep models to a new domain, the scikit-learn way."""
 
+from skadapt.evaluation import EvaluationReport, evaluate
 from skadapt.finetune import PretrainedFineTuner, PretrainedFineTunerRegressor
 from skadapt.preprocessing import (
     ChannelStandardizer,
@@ -10,10 +11,13 @@ from skadapt.preprocessing import (
     RowCleaner,
     clean_rows,
 )
+from skadapt.model_selection import LeakageError, leakage_report, train_val_test_split
 
 __all__ = [
     "ChannelStandardizer",
     "DataCleaner",
+    "EvaluationReport",
+    "LeakageError",
     "Differencer",
     "FeatureSelector",
     "LagFeatures",
@@ -21,5 +25,8 @@ __all__ = [
     "PretrainedFineTunerRegressor",
     "RowCleaner",
     "clean_rows",
+    "evaluate",
+    "leakage_report",
+    "train_val_test_split",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,464 @@
+"""Cross-validated evaluation of a classifier or regressor, as one report a person can read.
+
+sklearn's ``cross_validate`` fits the folds (in parallel with ``n_jobs``) and hands back the fitted
+estimators and each fold's test indices; every metric is then computed here from one prediction per
+fold, so the fold scores, the confusion matrix and the residuals all come from the same predictions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import is_classifier, is_regressor
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import cross_validate
+from sklearn.utils import _safe_indexing
+from sklearn.utils.multiclass import type_of_target, unique_labels
+
+_TIMES = ["fit_time", "predict_time"]
+
+
+@dataclass(repr=False)
+class EvaluationReport:
+    """The result of :func:`evaluate`: scores per fold, their summary, and what lies behind them.
+
+    Attributes
+    ----------
+    task : {"classification", "regression"}
+    fold_scores : pandas.DataFrame
+        One row per fold: every metric, ``fit_time`` and ``predict_time`` (seconds).
+    predictions : pandas.DataFrame
+        Every test-fold prediction: ``sample`` (0-based position in ``X``), ``fold``, ``y_true``,
+        ``y_pred``, and ``residual`` (``y_true - y_pred``) for regression. A sample appears once per
+        fold that tests it: exactly once for K-fold splitters.
+    classes : numpy.ndarray or None
+        The labels, in the order of ``confusion_matrix``'s rows and columns.
+    confusion_matrix : pandas.DataFrame or None
+        Counts of the pooled test-fold predictions: rows are true labels, columns predicted ones.
+    per_class : pandas.DataFrame or None
+        Precision, recall, F1 and support per class, then their macro and weighted averages.
+    learning_curves : pandas.DataFrame or None
+        For estimators with a skorch ``history_`` (skadapt's fine-tuners): one row per fold and
+        epoch, with ``train_loss`` and, when recorded, ``valid_loss`` and ``valid_acc``.
+    estimators : list
+        The fitted estimator of each fold.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skadapt.evaluation import evaluate
+    >>> X, y = load_iris(return_X_y=True)
+    >>> report = evaluate(LogisticRegression(max_iter=1000), X, y, cv=3)
+    >>> round(float(report.to_frame().loc["accuracy", "mean"]), 2)
+    0.97
+    >>> int(report.confusion_matrix.to_numpy().sum())
+    150
+    """
+
+    task: str
+    fold_scores: pd.DataFrame
+    predictions: pd.DataFrame
+    classes: np.ndarray | None = None
+    confusion_matrix: pd.DataFrame | None = None
+    per_class: pd.DataFrame | None = None
+    learning_curves: pd.DataFrame | None = None
+    estimators: list = field(default_factory=list)
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.fold_scores)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Mean and standard deviation over folds of every metric and time, one row each.
+
+        The standard deviation is numpy's (``ddof=0``), as in sklearn's examples; a metric that
+        is undefined on some folds (ROC AUC on a fold missing a class) is averaged over the others.
+        """
+        scores = self.fold_scores
+        return pd.DataFrame({"mean": scores.mean(), "std": scores.std(ddof=0)}).rename_axis(
+            "metric"
+        )
+
+    def to_markdown(self) -> str:
+        """The summary, per-class table and confusion matrix as Markdown tables."""
+        title = f"## Scores: mean and std over {self.n_folds} folds"
+        sections = [f"{title}\n\n{_markdown_table(self.to_frame())}"]
+        if self.per_class is not None:
+            sections.append(f"## Per class\n\n{_markdown_table(self.per_class)}")
+        if self.confusion_matrix is not None:
+            sections.append(
+                "## Confusion matrix (rows: true label, columns: predicted)\n\n"
+                + _markdown_table(self.confusion_matrix)
+            )
+        if self.task == "regression":
+            summary = _markdown_table(self._residual_summary())
+            sections.append(f"## Residuals (y_true - y_pred)\n\n{summary}")
+        return "\n\n".join(sections) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every number of the report as plain Python values, ready for ``json.dumps``.
+
+        Missing values (an undefined ROC AUC, an epoch without validation) become ``None``.
+        """
+        summary = self.to_frame()
+        result: dict[str, Any] = {
+            "task": self.task,
+            "n_folds": self.n_folds,
+            "summary": {metric: dict(row) for metric, row in summary.iterrows()},
+            "folds": self.fold_scores.to_dict("records"),
+            "predictions": self.predictions.to_dict("list"),
+        }
+        if self.classes is not None:
+            result["classes"] = list(self.classes)
+            result["confusion_matrix"] = self.confusion_matrix.to_numpy().tolist()
+            result["per_class"] = {
+                str(label): dict(row) for label, row in self.per_class.iterrows()
+            }
+        if self.learning_curves is not None:
+            result["learning_curves"] = self.learning_curves.to_dict("records")
+        return _plain(result)
+
+    def plot(self):
+        """A matplotlib Figure: the confusion matrix (classification) or predicted against true
+        values and residuals (regression), and the learning curves when there are some.
+
+        Needs matplotlib: ``pip install skadapt[plots]``.
+        """
+        from skadapt.evaluation._plots import plot_report
+
+        return plot_report(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``report.html`` (tables and figures, self-contained) and ``report.json`` (the
+        numbers of :meth:`to_dict`) into the directory ``path``, created if missing.
+
+        Without matplotlib the HTML report has no figures and says how to get them.
+
+        Returns
+        -------
+        pathlib.Path
+            The path of ``report.html``.
+        """
+        directory = Path(path)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(
+                f"save() writes report.html and report.json into a directory, but {path!s} is "
+                "a file: pass a directory path."
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "report.json").write_text(json.dumps(self.to_dict(), indent=2))
+        html_path = directory / "report.html"
+        html_path.write_text(self._html())
+        return html_path
+
+    def _html(self) -> str:
+        tables = [
+            ("Scores: mean and std over folds", self.to_frame()),
+            ("Scores per fold", self.fold_scores),
+        ]
+        if self.per_class is not None:
+            tables += [
+                ("Per class", self.per_class),
+                ("Confusion matrix (rows: true label, columns: predicted)", self.confusion_matrix),
+            ]
+        if self.task == "regression":
+            tables.append(("Residuals (y_true - y_pred)", self._residual_summary()))
+        body = [f"<h1>Evaluation report: {html.escape(self.task)}, {self.n_folds} folds</h1>"]
+        for title, table in tables:
+            body += [
+                f"<h2>{html.escape(title)}</h2>",
+                table.to_html(float_format=lambda v: f"{v:.4g}"),
+            ]
+        body += ["<h2>Figures</h2>", self._figure_html()]
+        style = (
+            "body{font-family:sans-serif;margin:2em}"
+            "table{border-collapse:collapse}td,th{padding:4px 8px}"
+        )
+        return (
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Evaluation report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+    def _figure_html(self) -> str:
+        try:
+            figure = self.plot()
+        except ImportError as error:
+            return f"<p>No figures: {html.escape(str(error))}</p>"
+        from skadapt.evaluation._plots import figure_to_png
+
+        encoded = base64.b64encode(figure_to_png(figure)).decode("ascii")
+        return f"<img alt='evaluation figures' src='data:image/png;base64,{encoded}'>"
+
+    def _residual_summary(self) -> pd.DataFrame:
+        return self.predictions["residual"].describe().to_frame("residual")
+
+    def __repr__(self) -> str:
+        summary = self.to_frame()["mean"].drop(_TIMES)
+        scores = ", ".join(f"{metric}={value:.4g}" for metric, value in summary.items())
+        return f"EvaluationReport({self.task}, {self.n_folds} folds: {scores})"
+
+
+def evaluate(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    *,
+    cv: Any = 5,
+    groups: Any = None,
+    params: dict | None = None,
+    n_jobs: int | None = None,
+) -> EvaluationReport:
+    """Cross-validate a classifier or regressor and report every metric that matters for it.
+
+    Classifiers: accuracy, balanced accuracy, precision, recall and F1 (macro and weighted), ROC AUC
+    where defined (an estimator with ``predict_proba``, or ``decision_function`` for two classes), a
+    per-class report and the confusion matrix of the pooled test-fold predictions. Regressors: MSE,
+    RMSE, MAE, R² and the residuals. Each metric comes per fold and as mean and standard deviation,
+    with fit and predict times. Any skadapt fine-tuner, or a Pipeline ending in one, evaluates the
+    same way, and its per-fold learning curves come with the report.
+
+    Parameters
+    ----------
+    estimator : sklearn classifier or regressor
+        Unfitted; each fold fits a clone.
+    X : array-like, list of paths or texts, or DataFrame
+    y : array-like of shape (n_samples,)
+    cv : int, cross-validation splitter or iterable, default=5
+        As in sklearn's ``cross_validate``: an int is stratified K-fold for classifiers, K-fold
+        otherwise. Pass ``GroupKFold`` with ``groups`` or ``TimeSeriesSplit`` when the data need it.
+    groups : array-like, optional
+        Group labels for group-aware splitters.
+    params : dict, optional
+        Passed to the estimator's ``fit`` (and the splitter), as in ``cross_validate``.
+    n_jobs : int, optional
+        Folds fitted in parallel.
+
+    Returns
+    -------
+    EvaluationReport
+    """
+    task = _task(estimator)
+    y_values = np.asarray(y)
+    _check_target(task, y_values)
+    results = cross_validate(
+        estimator,
+        X,
+        y,
+        groups=groups,
+        cv=cv,
+        params=params,
+        n_jobs=n_jobs,
+        # Scoring here would predict each fold a second time: predictions are made once below.
+        scoring=_no_scoring,
+        return_estimator=True,
+        return_indices=True,
+        error_score="raise",
+    )
+    fold_rows, prediction_frames = [], []
+    for fold, (fitted, test) in enumerate(zip(results["estimator"], results["indices"]["test"])):
+        X_test, y_test = _safe_indexing(X, test), y_values[test]
+        start = time.perf_counter()
+        y_pred = np.asarray(fitted.predict(X_test))
+        predict_time = time.perf_counter() - start
+        metrics = (
+            _classification_scores(fitted, X_test, y_test, y_pred)
+            if task == "classification"
+            else _regression_scores(y_test, y_pred)
+        )
+        fold_rows.append(
+            {**metrics, "fit_time": results["fit_time"][fold], "predict_time": predict_time}
+        )
+        prediction_frames.append(
+            pd.DataFrame({"sample": test, "fold": fold, "y_true": y_test, "y_pred": y_pred})
+        )
+
+    fold_scores = pd.DataFrame(fold_rows).rename_axis("fold").dropna(axis=1, how="all")
+    predictions = pd.concat(prediction_frames, ignore_index=True)
+    report = EvaluationReport(
+        task=task,
+        fold_scores=fold_scores,
+        predictions=predictions,
+        learning_curves=_learning_curves(results["estimator"]),
+        estimators=list(results["estimator"]),
+    )
+    if task == "classification":
+        _add_class_tables(report)
+    else:
+        predictions["residual"] = predictions["y_true"] - predictions["y_pred"]
+    return report
+
+
+def _no_scoring(estimator, X, y) -> float:
+    return 0.0
+
+
+def _task(estimator) -> str:
+    if is_classifier(estimator):
+        return "classification"
+    if is_regressor(estimator):
+        return "regression"
+    raise TypeError(
+        f"evaluate() needs a classifier or a regressor, got {type(estimator).__name__}, which "
+        "sklearn recognises as neither: give it ClassifierMixin or RegressorMixin, or wrap it in a "
+        "Pipeline ending in one."
+    )
+
+
+def _check_target(task: str, y: np.ndarray) -> None:
+    if y.ndim != 1:
+        raise ValueError(
+            "evaluate() takes one target per sample (y of shape (n_samples,)), got shape "
+            f"{y.shape}."
+        )
+    if task == "classification" and type_of_target(y) not in ("binary", "multiclass"):
+        raise ValueError(
+            f"y of a classifier must hold class labels, but type_of_target(y) is "
+            f"{type_of_target(y)!r}: evaluate a regressor, or bin the target."
+        )
+
+
+def _classification_scores(fitted, X_test, y_test, y_pred) -> dict[str, float]:
+    scores = {
+        "accuracy": accuracy_score(y_test, y_pred),
+        "balanced_accuracy": balanced_accuracy_score(y_test, y_pred),
+    }
+    for average in ("macro", "weighted"):
+        for name, metric in (
+            ("precision", precision_score),
+            ("recall", recall_score),
+            ("f1", f1_score),
+        ):
+            scores[f"{name}_{average}"] = metric(y_test, y_pred, average=average, zero_division=0)
+    scores["roc_auc"] = _roc_auc(fitted, X_test, y_test)
+    return scores
+
+
+def _roc_auc(fitted, X_test, y_test) -> float:
+    """ROC AUC of one fold; NaN where undefined (a single class in the fold, a class the fold's
+    model never saw, no scores, or a multiclass model with no probabilities)."""
+    classes = getattr(fitted, "classes_", None)
+    present = np.unique(y_test)
+    if classes is None or len(present) < 2 or not np.isin(present, classes).all():
+        return math.nan
+    if len(classes) == 2:
+        if hasattr(fitted, "predict_proba"):
+            scores = np.asarray(fitted.predict_proba(X_test))[:, 1]
+        elif hasattr(fitted, "decision_function"):
+            scores = np.asarray(fitted.decision_function(X_test))
+        else:
+            return math.nan
+        return roc_auc_score(y_test == classes[1], scores)
+    if not hasattr(fitted, "predict_proba") or len(present) < len(classes):
+        return math.nan
+    return roc_auc_score(y_test, fitted.predict_proba(X_test), multi_class="ovr", labels=classes)
+
+
+def _regression_scores(y_test, y_pred) -> dict[str, float]:
+    mse = mean_squared_error(y_test, y_pred)
+    return {
+        "mse": mse,
+        "rmse": math.sqrt(mse),
+        "mae": mean_absolute_error(y_test, y_pred),
+        "r2": r2_score(y_test, y_pred),
+    }
+
+
+def _add_class_tables(report: EvaluationReport) -> None:
+    y_true, y_pred = report.predictions["y_true"], report.predictions["y_pred"]
+    classes = unique_labels(y_true, y_pred)
+    report.classes = classes
+    report.confusion_matrix = pd.DataFrame(
+        confusion_matrix(y_true, y_pred, labels=classes),
+        index=pd.Index(classes, name="true"),
+        columns=pd.Index(classes, name="predicted"),
+    )
+    table = classification_report(
+        y_true,
+        y_pred,
+        labels=classes,
+        target_names=[str(c) for c in classes],
+        output_dict=True,
+        zero_division=0,
+    )
+    table.pop("accuracy", None)  # a single number, already in the scores
+    per_class = pd.DataFrame(table).T
+    per_class["support"] = per_class["support"].astype("int64")
+    report.per_class = per_class
+
+
+def _learning_curves(estimators) -> pd.DataFrame | None:
+    """Per-fold epochs of skorch-style histories (``history_`` rows with ``train_loss``)."""
+    rows = []
+    for fold, fitted in enumerate(estimators):
+        fitted = getattr(fitted, "best_estimator_", fitted)  # a search's refitted best model
+        final_step = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
+        history = getattr(final_step, "history_", None)
+        for position, epoch in enumerate(history or []):
+            if not isinstance(epoch, dict) or "train_loss" not in epoch:
+                continue
+            rows.append(
+                {
+                    "fold": fold,
+                    "epoch": epoch.get("epoch", position + 1),
+                    **{
+                        key: epoch.get(key, math.nan)
+                        for key in ("train_loss", "valid_loss", "valid_acc")
+                    },
+                }
+            )
+    if not rows:
+        return None
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table, with the index as first column (no dependency on tabulate)."""
+    header = [str(frame.index.name or "")] + [str(column) for column in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    for label, row in frame.iterrows():
+        cells = [str(label)] + [_format(value) for value in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format(value) -> str:
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return "n/a"
+        return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
+    return str(value)
+
+
+def _plain(value):
+    """numpy scalars to Python ones, NaN to None, recursively: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
