@@ -2,6 +2,7 @@
 
 from skadapt.evaluation import EvaluationReport, evaluate
 from skadapt.finetune import PretrainedFineTuner, PretrainedFineTunerRegressor
+from skadapt.model_selection import LeakageError, leakage_report, train_val_test_split
 from skadapt.preprocessing import (
     ChannelStandardizer,
     DataCleaner,
@@ -11,7 +12,6 @@ from skadapt.preprocessing import (
     RowCleaner,
     clean_rows,
 )
-from skadapt.model_selection import LeakageError, leakage_report, train_val_test_split
 
 __all__ = [
     "ChannelStandardizer",
