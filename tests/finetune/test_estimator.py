@@ -218,3 +218,11 @@ def test_random_search_over_the_model_name():
     search.fit(X, y)
     assert {p["model"] for p in search.cv_results_["params"]} <= {"resnet18", "mobilenet_v3_small"}
     assert search.best_estimator_.predict(X).shape == (32,)
+
+
+def test_predicting_on_another_kind_of_input_names_both_kinds(images, tmp_path):
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", **{**FAST, "max_epochs": 1}).fit(X, y)
+    paths, _, _ = _write_images(tmp_path, n=2)
+    with pytest.raises(ValueError, match="X holds image files but this model was fitted on numeric"):
+        clf.predict(paths)

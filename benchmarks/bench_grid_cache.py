@@ -1,0 +1,116 @@
+"""Frozen-backbone grid search: backbone features cached once vs recomputed every epoch, fold and point.
+
+``GridSearchCV`` (5 stratified folds x 8 head settings: 4 learning rates x 2 weight decays, then a
+refit: 41 fits) of a linear head on a frozen CIFAR-10 ResNet20, on the ants-vs-bees training photos
+given as image paths at 32 px, no augmentation:
+
+- uncached: ``PretrainedFineTuner(freeze="backbone")``, plain skorch behaviour: every epoch of
+  every fit decodes every photo and runs the backbone on it;
+- cached: the same head, same optimizer, seed and epochs, trained on embeddings from
+  ``PretrainedFeatureExtractor`` (a pipeline of the extractor and a ``PretrainedFineTuner`` of
+  ``nn.Sequential(nn.Linear(64, 10))``, the layer the fine-tuner replaces), whose cache runs the
+  backbone once per photo for the whole search. (Until the fine-tuner uses
+  the cache by itself, this pipeline stands for its cached path.)
+
+Both run in this process, one after the other; the table gives both times, their ratio (target
+>= 20x) and both searches' best score and parameters (target: the same).
+
+    python benchmarks/bench_grid_cache.py [--epochs 4] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.cifar_resnet import CifarResNet, checkpoint_path  # noqa: E402
+from benchmarks.finetune_transfer import image_folder  # noqa: E402
+from skadapt import PretrainedFineTuner  # noqa: E402
+from skadapt.finetune._cache import shared_cache  # noqa: E402
+from skadapt.finetune._extractor import PretrainedFeatureExtractor  # noqa: E402
+
+LEARNING_RATES = [1e-3, 3e-3, 1e-2, 3e-2]
+WEIGHT_DECAYS = [0.0, 0.1]
+
+
+def head_settings(epochs: int, batch_size: int) -> dict:
+    return dict(lr_schedule="constant", warmup=0.0, max_epochs=epochs, batch_size=batch_size,
+                validation_fraction=None, num_workers=0, random_state=0)
+
+
+def uncached_search(epochs: int, batch_size: int, size: int) -> GridSearchCV:
+    clf = PretrainedFineTuner(CifarResNet(20), weights=str(checkpoint_path(20)),
+                              freeze="backbone", image_size=size, augment=False,
+                              **head_settings(epochs, batch_size))
+    grid = {"lr": LEARNING_RATES, "optimizer__weight_decay": WEIGHT_DECAYS}
+    return GridSearchCV(clf, grid, cv=StratifiedKFold(5, shuffle=True, random_state=0))
+
+
+def cached_search(epochs: int, batch_size: int, size: int) -> GridSearchCV:
+    embed = PretrainedFeatureExtractor(CifarResNet(20), weights=str(checkpoint_path(20)),
+                                       image_size=size, batch_size=64)
+    # ResNet20's head is nn.Linear(64, 10): the same layer the fine-tuner replaces, here alone
+    head = PretrainedFineTuner(nn.Sequential(nn.Linear(64, 10)), freeze="none",
+                               **head_settings(epochs, batch_size))
+    grid = {"head__lr": LEARNING_RATES, "head__optimizer__weight_decay": WEIGHT_DECAYS}
+    return GridSearchCV(Pipeline([("embed", embed), ("head", head)]), grid,
+                        cv=StratifiedKFold(5, shuffle=True, random_state=0))
+
+
+def timed_fit(search: GridSearchCV, X, y) -> float:
+    start = time.perf_counter()
+    search.fit(X, y)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    X, y = image_folder("train")
+
+    cached = cached_search(args.epochs, args.batch_size, args.size)
+    cached_s = timed_fit(cached, X, y)
+    stats = shared_cache().stats
+    print(f"done: cached ({stats.misses} backbone passes, {stats.hits} cache hits)", file=sys.stderr)
+    uncached = uncached_search(args.epochs, args.batch_size, args.size)
+    uncached_s = timed_fit(uncached, X, y)
+    print("done: uncached", file=sys.stderr)
+
+    def best(search, prefix=""):
+        params = {k.removeprefix(prefix): v for k, v in search.best_params_.items()}
+        return f"{search.best_score_:.4f}", f"lr={params['lr']:g}, wd={params['optimizer__weight_decay']:g}"
+
+    n_fits = 5 * len(LEARNING_RATES) * len(WEIGHT_DECAYS) + 1
+    print(f"\nGridSearchCV, 5 folds x {len(LEARNING_RATES) * len(WEIGHT_DECAYS)} head settings "
+          f"+ refit ({n_fits} fits), {args.epochs} epochs each, frozen ResNet20 (CIFAR-10), "
+          f"{len(X)} ants/bees photos (paths) at {args.size} px, torch threads "
+          f"{torch.get_num_threads()}\n")
+    print("| search | time (s) | speed-up | best CV accuracy | best setting |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, search, seconds, prefix in (("uncached (plain skorch)", uncached, uncached_s, ""),
+                                          ("cached features", cached, cached_s, "head__")):
+        score, setting = best(search, prefix)
+        print(f"| {label} | {seconds:.1f} | {uncached_s / seconds:.1f}x | {score} | {setting} |")
+    same = np.isclose(cached.best_score_, uncached.best_score_) and \
+        {k.removeprefix("head__"): v for k, v in cached.best_params_.items()} == uncached.best_params_
+    gap = np.abs(cached.cv_results_["mean_test_score"] - uncached.cv_results_["mean_test_score"])
+    print(f"\nsame best score and setting: {'yes' if same else 'NO'}; largest difference in mean "
+          f"CV accuracy over the grid: {gap.max():.4f}")
+
+
+if __name__ == "__main__":
+    main()
