@@ -1,16 +1,13 @@
 """Frozen-backbone grid search: backbone features cached once vs recomputed every epoch, fold and point.
 
 ``GridSearchCV`` (5 stratified folds x 8 head settings: 4 learning rates x 2 weight decays, then a
-refit: 41 fits) of a linear head on a frozen CIFAR-10 ResNet20, on the ants-vs-bees training photos
-given as image paths at 32 px, no augmentation:
+refit: 41 fits) of ``PretrainedFineTuner(freeze="backbone")`` on a frozen CIFAR-10 ResNet20, on the
+ants-vs-bees training photos given as image paths at 32 px, no augmentation:
 
-- uncached: ``PretrainedFineTuner(freeze="backbone")``, plain skorch behaviour: every epoch of
-  every fit decodes every photo and runs the backbone on it;
-- cached: the same head, same optimizer, seed and epochs, trained on embeddings from
-  ``PretrainedFeatureExtractor`` (a pipeline of the extractor and a ``PretrainedFineTuner`` of
-  ``nn.Sequential(nn.Linear(64, 10))``, the layer the fine-tuner replaces), whose cache runs the
-  backbone once per photo for the whole search. (Until the fine-tuner uses
-  the cache by itself, this pipeline stands for its cached path.)
+- uncached: ``feature_cache=False``, plain skorch behaviour: every epoch of every fit decodes every
+  photo and runs the backbone on it;
+- cached: the default ``feature_cache="auto"``: the fine-tuner runs the backbone once per photo for
+  the whole search (features cached by content) and trains only the head.
 
 Both run in this process, one after the other; the table gives both times, their ratio (target
 >= 20x) and both searches' best score and parameters (target: the same).
@@ -28,15 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.pipeline import Pipeline
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cifar_resnet import CifarResNet, checkpoint_path  # noqa: E402
 from benchmarks.finetune_transfer import image_folder  # noqa: E402
 from skadapt import PretrainedFineTuner  # noqa: E402
 from skadapt.finetune._cache import shared_cache  # noqa: E402
-from skadapt.finetune._extractor import PretrainedFeatureExtractor  # noqa: E402
 
 LEARNING_RATES = [1e-3, 3e-3, 1e-2, 3e-2]
 WEIGHT_DECAYS = [0.0, 0.1]
@@ -47,23 +41,12 @@ def head_settings(epochs: int, batch_size: int) -> dict:
                 validation_fraction=None, num_workers=0, random_state=0)
 
 
-def uncached_search(epochs: int, batch_size: int, size: int) -> GridSearchCV:
+def search(epochs: int, batch_size: int, size: int, feature_cache) -> GridSearchCV:
     clf = PretrainedFineTuner(CifarResNet(20), weights=str(checkpoint_path(20)),
                               freeze="backbone", image_size=size, augment=False,
-                              **head_settings(epochs, batch_size))
+                              feature_cache=feature_cache, **head_settings(epochs, batch_size))
     grid = {"lr": LEARNING_RATES, "optimizer__weight_decay": WEIGHT_DECAYS}
     return GridSearchCV(clf, grid, cv=StratifiedKFold(5, shuffle=True, random_state=0))
-
-
-def cached_search(epochs: int, batch_size: int, size: int) -> GridSearchCV:
-    embed = PretrainedFeatureExtractor(CifarResNet(20), weights=str(checkpoint_path(20)),
-                                       image_size=size, batch_size=64)
-    # ResNet20's head is nn.Linear(64, 10): the same layer the fine-tuner replaces, here alone
-    head = PretrainedFineTuner(nn.Sequential(nn.Linear(64, 10)), freeze="none",
-                               **head_settings(epochs, batch_size))
-    grid = {"head__lr": LEARNING_RATES, "head__optimizer__weight_decay": WEIGHT_DECAYS}
-    return GridSearchCV(Pipeline([("embed", embed), ("head", head)]), grid,
-                        cv=StratifiedKFold(5, shuffle=True, random_state=0))
 
 
 def timed_fit(search: GridSearchCV, X, y) -> float:
@@ -82,17 +65,19 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     X, y = image_folder("train")
 
-    cached = cached_search(args.epochs, args.batch_size, args.size)
+    cached = search(args.epochs, args.batch_size, args.size, feature_cache="auto")
     cached_s = timed_fit(cached, X, y)
     stats = shared_cache().stats
-    print(f"done: cached ({stats.misses} backbone passes, {stats.hits} cache hits)", file=sys.stderr)
-    uncached = uncached_search(args.epochs, args.batch_size, args.size)
+    print(f"done: cached ({stats.misses} backbone passes, {stats.hits} cache hits; "
+          f"{cached.best_estimator_.training_path_})", file=sys.stderr)
+    uncached = search(args.epochs, args.batch_size, args.size, feature_cache=False)
     uncached_s = timed_fit(uncached, X, y)
     print("done: uncached", file=sys.stderr)
 
-    def best(search, prefix=""):
-        params = {k.removeprefix(prefix): v for k, v in search.best_params_.items()}
-        return f"{search.best_score_:.4f}", f"lr={params['lr']:g}, wd={params['optimizer__weight_decay']:g}"
+    def best(search):
+        params = search.best_params_
+        return (f"{search.best_score_:.4f}",
+                f"lr={params['lr']:g}, wd={params['optimizer__weight_decay']:g}")
 
     n_fits = 5 * len(LEARNING_RATES) * len(WEIGHT_DECAYS) + 1
     print(f"\nGridSearchCV, 5 folds x {len(LEARNING_RATES) * len(WEIGHT_DECAYS)} head settings "
@@ -101,12 +86,12 @@ def main(argv=None) -> None:
           f"{torch.get_num_threads()}\n")
     print("| search | time (s) | speed-up | best CV accuracy | best setting |")
     print("| --- | --- | --- | --- | --- |")
-    for label, search, seconds, prefix in (("uncached (plain skorch)", uncached, uncached_s, ""),
-                                          ("cached features", cached, cached_s, "head__")):
-        score, setting = best(search, prefix)
+    for label, fitted, seconds in (("uncached (feature_cache=False, plain skorch)", uncached,
+                                    uncached_s), ("cached (feature_cache='auto')", cached, cached_s)):
+        score, setting = best(fitted)
         print(f"| {label} | {seconds:.1f} | {uncached_s / seconds:.1f}x | {score} | {setting} |")
-    same = np.isclose(cached.best_score_, uncached.best_score_) and \
-        {k.removeprefix("head__"): v for k, v in cached.best_params_.items()} == uncached.best_params_
+    same = (np.isclose(cached.best_score_, uncached.best_score_)
+            and cached.best_params_ == uncached.best_params_)
     gap = np.abs(cached.cv_results_["mean_test_score"] - uncached.cv_results_["mean_test_score"])
     print(f"\nsame best score and setting: {'yes' if same else 'NO'}; largest difference in mean "
           f"CV accuracy over the grid: {gap.max():.4f}")

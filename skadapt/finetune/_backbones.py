@@ -154,15 +154,16 @@ class ResolvedNetwork:
 
 
 def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = None,
-                    example_input: torch.Tensor | Callable[[], torch.Tensor] | None = None
-                    ) -> ResolvedNetwork:
+                    example_input: torch.Tensor | Callable[[], torch.Tensor] | None = None,
+                    *, text_options: Mapping | None = None) -> ResolvedNetwork:
     """Build ``model`` with ``weights``, replace its head, and split its backbone into groups.
 
     Parameters
     ----------
-    model : str, nn.Module or nn.Module subclass
+    model : str, path-like, nn.Module or nn.Module subclass
         A torchvision classification model name (``"resnet18"``), a module instance (deep-copied)
-        or a module class (built with no arguments).
+        or a module class (built with no arguments). A Hugging Face text encoder, as a local
+        directory or an ``"org/name"`` hub id, goes to ``skadapt.text.resolve_text_network``.
     weights : None, str or path-like, default=None
         ``None`` keeps the module's weights (random for names and classes). For torchvision names,
         ``"DEFAULT"`` or a weights name such as ``"IMAGENET1K_V1"`` (downloaded to the torch hub
@@ -178,6 +179,9 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
         A small batch run once through a module with lazy layers (``nn.LazyLinear``...) so that
         their shapes are known before the head and the groups are read; a callable is only called
         when the module has lazy layers.
+    text_options : mapping, optional
+        For text models only (ignored otherwise): ``pooling``, ``adapter``, ``lora_r``,
+        ``lora_alpha`` of ``resolve_text_network``.
 
     Returns
     -------
@@ -190,8 +194,15 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     (('fc',), 2)
     """
     _check_n_outputs(n_outputs)
+    from skadapt.text._encoder import is_text_model, resolve_text_network  # text imports back
+
+    if is_text_model(model):
+        return resolve_text_network(model, n_outputs, weights=weights, head=head,
+                                    **(text_options or {}))
     module, torchvision_weights = _build(model, weights)
     _materialize_lazy_layers(module, example_input)
+    if isinstance(module, nn.Linear):  # a bare layer is all head: give it a name to replace
+        module = nn.Sequential(module)
     head_names = _find_heads(module, head)
     for name in head_names:
         module.set_submodule(name, _fresh_head(module.get_submodule(name), name, n_outputs))
@@ -315,7 +326,8 @@ def _check_model_name(name: str) -> None:
     close = difflib.get_close_matches(name.lower(), names, n=5)
     hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close else
             "see torchvision.models.list_models(module=torchvision.models).")
-    raise ValueError(f"model={name!r} is not a torchvision classification model: {hint}")
+    raise ValueError(f"model={name!r} is not a torchvision classification model: {hint} (For a "
+                     "Hugging Face text model, pass its 'org/name' id or a local directory.)")
 
 
 def _torchvision_weights(name: str, weights) -> WeightsEnum | None:

@@ -16,8 +16,10 @@ lives in overrides of a few well-defined hooks:
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager
 from functools import partial
 
@@ -37,9 +39,16 @@ from skorch.callbacks import EarlyStopping, EpochScoring, EpochTimer, Passthroug
 from torch.utils.data import Dataset
 
 from skadapt.finetune._backbones import resolve_network
+from skadapt.finetune._cache import shared_cache
+from skadapt.finetune._extractor import (
+    cached_backbone_features,
+    head_only_module,
+    why_cache_not_applicable,
+)
 from skadapt.finetune._freezing import (
     apply_freeze,
     frozen_at_epoch,
+    frozen_batchnorm_modules,
     head_parameters,
     parameter_groups,
     set_batchnorm_inference,
@@ -50,12 +59,16 @@ from skadapt.finetune._inputs import (
     InputDataset,
     Inputs,
     adapt_inputs,
+    adapt_texts,
     find_unreadable,
     make_transform,
 )
 from skadapt.finetune._schedule import FineTuningSchedule
+from skadapt.text._encoder import is_text_model, validate_text_parameters
 
 _LR_SCHEDULES = ("cosine", "constant")
+_KIND_NAMES = {"array": "numeric arrays", "files": "image files", "pil": "PIL images",
+               "texts": "texts"}
 
 
 class _PretrainedNet(NeuralNet):
@@ -83,6 +96,14 @@ class _PretrainedNet(NeuralNet):
         augment="auto",
         path_column=None,
         on_bad_image="raise",
+        max_length=128,
+        pooling="mean",
+        adapter=None,
+        lora_r=8,
+        lora_alpha=16,
+        empty_text="raise",
+        feature_cache="auto",
+        cache_dir=None,
         lr=1e-3,
         lr_schedule="cosine",
         warmup=0.1,
@@ -116,6 +137,14 @@ class _PretrainedNet(NeuralNet):
         self.augment = augment
         self.path_column = path_column
         self.on_bad_image = on_bad_image
+        self.max_length = max_length
+        self.pooling = pooling
+        self.adapter = adapter
+        self.lora_r = lora_r
+        self.lora_alpha = lora_alpha
+        self.empty_text = empty_text
+        self.feature_cache = feature_cache
+        self.cache_dir = cache_dir
         self.lr_schedule = lr_schedule
         self.warmup = warmup
         self.validation_fraction = validation_fraction
@@ -165,12 +194,18 @@ class _PretrainedNet(NeuralNet):
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction={self.validation_fraction!r}: pass a fraction "
                              "in (0, 1), or None to train on all the data without early stopping.")
+        if self.feature_cache not in ("auto", False):
+            raise ValueError(f"feature_cache={self.feature_cache!r}: pass 'auto' or False.")
         if self.on_bad_image not in ("raise", "skip"):
             raise ValueError(f"on_bad_image={self.on_bad_image!r}: pass 'raise' or 'skip'.")
         if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
             raise ValueError(f"random_state={self.random_state!r}: pass an int seed or None.")
         if not (isinstance(self.max_epochs, numbers.Integral) and self.max_epochs >= 1):
             raise ValueError(f"max_epochs={self.max_epochs!r} must be an int >= 1.")
+        validate_text_parameters(
+            model=self.model, max_length=self.max_length, pooling=self.pooling,
+            adapter=self.adapter, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+            empty_text=self.empty_text)
 
     # ----------------------------------------------------------------- fitting
     def fit(self, X, y, **fit_params):
@@ -191,8 +226,46 @@ class _PretrainedNet(NeuralNet):
         with _seeded(self.random_state):
             if not (self.warm_start and self.initialized_):
                 self._initialize_with_example(inputs)
-            NeuralNet.partial_fit(self, inputs, y, **fit_params)
+            reason = self._why_not_cached(inputs)
+            self.training_path_ = "cached backbone features" if reason is None else (
+                f"full network ({reason})")
+            if reason is None:
+                self._fit_head_on_cached_features(inputs, y, **fit_params)
+            else:
+                NeuralNet.partial_fit(self, inputs, y, **fit_params)
         return self
+
+    def _why_not_cached(self, inputs: Inputs) -> str | None:
+        """Why the frozen backbone's features cannot be computed once for this fit, or None."""
+        if self.feature_cache is False:
+            return "feature_cache=False"
+        if self.freeze != "backbone" or self.unfreeze_at is not None or self.train_bn:
+            return "the backbone trains during the fit"
+        if inputs.kind not in ("array", "files", "pil"):
+            return f"no feature cache for {_KIND_NAMES[inputs.kind]}"
+        if self.augment is True or callable(self.augment) or (
+                self.augment == "auto" and inputs.kind != "array"):
+            return "train-time augmentation is on"
+        return why_cache_not_applicable(self.network_, partial(self._example_batch, inputs))
+
+    def _fit_head_on_cached_features(self, inputs: Inputs, y, **fit_params) -> None:
+        """Run the frozen backbone once per sample (cached across fits), then train the head alone.
+
+        The head module is shared with ``module_``, so the full network predicts with what it learned.
+        """
+        # fork the RNG: batches are then shuffled exactly as on the uncached path
+        with torch.random.fork_rng(devices=[]):
+            features = cached_backbone_features(
+                self.network_, inputs, self._transform(inputs.kind, train=False),
+                cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
+                num_workers=self.num_workers, device=self.device_)
+        network = self.module_
+        self.module_ = head_only_module(self.network_)
+        try:
+            NeuralNet.partial_fit(self, Inputs(kind="features", items=features.numpy()), y,
+                                  **fit_params)
+        finally:
+            self.module_ = network
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """One more pass of ``max_epochs`` over ``X``, ``y``, keeping the weights (fits if unfitted)."""
@@ -204,6 +277,9 @@ class _PretrainedNet(NeuralNet):
 
     def _check_features(self, inputs):
         """Refuse rows whose number of features differs from those seen in ``fit``."""
+        if isinstance(inputs, Inputs) and _family(inputs.kind) != _family(self.input_kind_):
+            raise ValueError(f"X holds {_KIND_NAMES[inputs.kind]} but this model was fitted on "
+                             f"{_KIND_NAMES[self.input_kind_]}: pass the same kind of input.")
         n_features = _n_features(inputs) if isinstance(inputs, Inputs) else None
         if n_features is not None and n_features != self.n_features_in_:
             raise ValueError(f"X has {n_features} features, but {type(self).__name__} is expecting "
@@ -252,7 +328,7 @@ class _PretrainedNet(NeuralNet):
     def initialize_module(self):
         self.network_ = resolve_network(
             self.model, self.weights, n_outputs=self._n_outputs(), head=self.head,
-            example_input=getattr(self, "_example_input", None))
+            example_input=getattr(self, "_example_input", None), text_options=self._text_options())
         self.module_ = self.network_.module
         frozen = frozen_at_epoch(self.network_, 0, freeze=self.freeze, unfreeze_at=self.unfreeze_at,
                                  unfreeze=self.unfreeze, unfreeze_every=self.unfreeze_every)
@@ -273,6 +349,11 @@ class _PretrainedNet(NeuralNet):
         self.optimizer_ = self.optimizer(groups, lr=self._stage_lr(0), **kwargs)
         return self
 
+    def _text_options(self) -> dict:
+        """What a text model is built with (ignored for other models)."""
+        return {"pooling": self.pooling, "adapter": self.adapter, "lora_r": self.lora_r,
+                "lora_alpha": self.lora_alpha}
+
     def _stage_lr(self, epoch: int) -> float:
         if self.unfreeze_at is None or epoch < self.unfreeze_at:
             return self.lr
@@ -282,6 +363,8 @@ class _PretrainedNet(NeuralNet):
         """Freeze exactly the parameters named in ``frozen`` (the schedule calls this)."""
         self.frozen_ = set(frozen)
         self.frozen_batchnorm_ = apply_freeze(self.module_, self.frozen_, train_bn=self.train_bn)
+        n_total = sum(p.numel() for p in self.module_.parameters())
+        self.trainable_fraction_ = self.n_trainable_parameters() / max(n_total, 1)
 
     def n_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
@@ -295,6 +378,8 @@ class _PretrainedNet(NeuralNet):
     def _adapt(self, X) -> Inputs | Dataset:
         if isinstance(X, (Inputs, Dataset)):
             return X
+        if is_text_model(self.model):  # the model decides: a path and a sentence are both str
+            return adapt_texts(X, empty_text=self.empty_text)
         return adapt_inputs(X, path_column=self.path_column)
 
     def _drop_bad_images(self, inputs: Inputs, y):
@@ -310,6 +395,8 @@ class _PretrainedNet(NeuralNet):
         return _take(inputs, keep), y[keep]
 
     def _transform(self, kind: str, train: bool):
+        if kind == "features":
+            return None
         network = getattr(self, "network_", None)
         return make_transform(
             kind, train=train, preprocessing=network.preprocessing if network else None,
@@ -357,13 +444,21 @@ class _PretrainedNet(NeuralNet):
             kwargs["batch_size"] = len(dataset)
         if kwargs["num_workers"] > 0:
             kwargs.setdefault("persistent_workers", False)
+        make_collate = getattr(getattr(self, "network_", None), "collate", None)
+        if make_collate is not None:  # text networks tokenize each batch (dynamic padding)
+            kwargs.setdefault("collate_fn", make_collate(self.max_length))
         return getattr(self, prefix)(dataset, **kwargs)
 
     # ----------------------------------------------------------------- forward
     def infer(self, x, **fit_params):
-        x = x.to(self.device_, non_blocking=True)
-        with _autocast(self.device_):
-            out = self.module_(x, **fit_params)
+        if isinstance(x, Mapping):  # tokenized texts: input_ids, attention_mask, ...
+            batch = {key: value.to(self.device_, non_blocking=True) for key, value in x.items()}
+            with _autocast(self.device_):
+                out = self.module_(**batch, **fit_params)
+        else:
+            x = x.to(self.device_, non_blocking=True)
+            with _autocast(self.device_):
+                out = self.module_(x, **fit_params)
         if isinstance(out, tuple):  # inception/googlenet in train mode return (logits, aux...)
             out = out[0]
         return out.float()
@@ -384,6 +479,15 @@ class _PretrainedNet(NeuralNet):
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         check_is_fitted(self, attributes or ["module_", "network_"])
 
+    def __getstate__(self):
+        # network_ and frozen_batchnorm_ point into module_, which skorch saves (device-safely) on
+        # its own: pickle them as links, not as second copies of the weights.
+        state = super().__getstate__()
+        if state.get("network_") is not None:
+            state["network_"] = dataclasses.replace(state["network_"], module=None)
+        state.pop("frozen_batchnorm_", None)
+        return state
+
     def __setstate__(self, state):
         # skorch maps saved tensors to state["device"]; "auto" means whatever this machine has.
         device = state["device"]
@@ -392,6 +496,9 @@ class _PretrainedNet(NeuralNet):
         super().__setstate__(state)  # falls back to the CPU when CUDA is absent
         self.device_ = torch.device(self.__dict__["device"])
         self.device = device
+        if getattr(self, "network_", None) is not None:
+            self.network_.module = self.module_
+            self.frozen_batchnorm_ = frozen_batchnorm_modules(self.module_, self.frozen_)
 
     # ----------------------------------------------------------------- inspection
     def layer_table(self, epoch: int | None = None) -> pd.DataFrame:
@@ -412,7 +519,8 @@ class _PretrainedNet(NeuralNet):
         self._validate_hyperparameters()
         network = getattr(self, "network_", None)
         if network is None:
-            network = resolve_network(self.model, self.weights, n_outputs=2, head=self.head)
+            network = resolve_network(self.model, self.weights, n_outputs=2, head=self.head,
+                                      text_options=self._text_options())
         if epoch is None and hasattr(self, "frozen_"):
             frozen, base_lr = self.frozen_, self._stage_lr(len(self.history) - 1)
         else:
@@ -457,9 +565,13 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
 
     Parameters
     ----------
-    model : str, torch.nn.Module or type
-        A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), or your own
-        module (instance or class, e.g. a network pretrained on your source domain).
+    model : str, path-like, torch.nn.Module or type
+        A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), your own
+        module (instance or class, e.g. a network pretrained on your source domain), or a Hugging
+        Face text encoder (BERT family): a local directory holding ``config.json``, the weights
+        and the tokenizer files, or a hub id ``"org/name"``. With a text model ``X`` is texts and
+        the layer groups are the embeddings and each transformer layer (needs
+        ``pip install skadapt[text]``; see ``docs/text.md``).
     weights : str, path or None, default=None
         For torchvision names: ``"DEFAULT"``, a weights name such as ``"IMAGENET1K_V1"``, or ``None``
         for random initialization. For any model: a checkpoint path (``.pt``/``.pth`` state dict,
@@ -499,6 +611,31 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
     on_bad_image : {"raise", "skip"}, default="raise"
         What ``fit`` does with an unreadable image file: raise an error naming it, or skip it with a
         warning. ``predict`` always raises.
+    max_length : int, default=128
+        Text models: texts are truncated to this many tokens; each batch is padded to its longest.
+    pooling : {"mean", "cls"}, default="mean"
+        Text models: the head sees the mean of the token states over the attention mask, or the
+        first token's state.
+    adapter : {None, "lora"}, default=None
+        Text models: ``"lora"`` adds LoRA adapters (``peft``) to the attention layers. Like the head
+        they always train; ``freeze`` applies to the pretrained weights, so the default
+        ``freeze="backbone"`` trains only the adapters and the head.
+    lora_r : int, default=8
+        Rank of the LoRA adapters.
+    lora_alpha : float, default=16
+        LoRA scaling: updates are scaled by ``lora_alpha / lora_r``.
+    empty_text : {"raise", "allow"}, default="raise"
+        Text models: missing (None/NaN) or empty texts raise an error naming their positions, or
+        are treated as empty texts.
+    feature_cache : "auto" or False, default="auto"
+        When the backbone stays frozen for the whole fit (``freeze="backbone"``, no
+        ``unfreeze_at``, ``train_bn=False``) and preprocessing is deterministic (no augmentation),
+        run the backbone once per sample and train the head on its cached outputs: the same result,
+        many times faster across epochs, CV folds and grid points (cached by sample content and a
+        fingerprint of the network and preprocessing; bounded in memory, see
+        ``SKADAPT_CACHE_MEMORY_BYTES``). ``training_path_`` says which path ran and why.
+    cache_dir : path, optional
+        Also keep cached features on disk there, shared between processes (``n_jobs>1``).
     lr : float, default=1e-3
         Learning rate of the head (and base of every other rate).
     lr_schedule : {"cosine", "constant"}, default="cosine"
@@ -529,6 +666,10 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         The network with its head, layer groups and preprocessing.
     history_ : skorch.History
         Per-epoch ``train_loss``, ``valid_loss``, ``valid_acc``, ``lr``, ``n_trainable``.
+    training_path_ : str
+        ``"cached backbone features"``, or ``"full network (<why the cache was not used>)"``.
+    trainable_fraction_ : float
+        Fraction of the network's parameters that train now (e.g. about 0.01 with LoRA).
 
     Examples
     --------
@@ -672,6 +813,11 @@ def _check_y(y, n_samples: int) -> np.ndarray:
     return y
 
 
+def _family(kind: str) -> str:
+    """Image files and PIL images go through the same preprocessing: either serves the other."""
+    return "images" if kind in ("files", "pil") else kind
+
+
 def _n_features(inputs: Inputs) -> int | None:
     if inputs.kind == "array" and inputs.items.ndim == 2:
         return inputs.items.shape[1]
@@ -680,7 +826,8 @@ def _n_features(inputs: Inputs) -> int | None:
 
 def _take(X, indices):
     if isinstance(X, Inputs):
-        items = X.items[indices] if X.kind == "array" else [X.items[i] for i in indices]
+        items = (X.items[indices] if isinstance(X.items, np.ndarray)
+                 else [X.items[i] for i in indices])
         return Inputs(kind=X.kind, items=items)
     return _safe_indexing(X, indices)
 

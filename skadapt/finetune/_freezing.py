@@ -19,6 +19,11 @@ depth
     A group's distance from the head: the last group has depth 0. Its learning rate is
     ``base_lr * backbone_lr_mult * layer_decay ** depth``; the head's is ``base_lr``.
 
+adapter parameters
+    New parameters added inside the backbone, such as LoRA's (``network.adapter_params``, see
+    ``skadapt.text``). Like the head, they always train: ``freeze`` and the schedule apply to the
+    pretrained weights only, so ``freeze="backbone"`` with LoRA trains the adapters and the head.
+
 Frozen BatchNorm layers stay in inference mode, so their running statistics do not move (the bug
 Keras's transfer-learning guide warns about). ``train_bn=True`` keeps their affine parameters
 trainable, while their statistics stay frozen.
@@ -77,16 +82,16 @@ def _is_int(value: object) -> bool:
 
 
 def frozen_by_spec(network, freeze) -> set[str]:
-    """Names of the parameters that ``freeze`` freezes (head parameters never are)."""
+    """Names of the parameters that ``freeze`` freezes (head and adapter parameters never are)."""
+    always_train = set(head_parameters(network)) | set(getattr(network, "adapter_params", ()))
     if isinstance(freeze, str):
         groups = network.groups if freeze == "backbone" else ()
     elif _is_int(freeze):
         groups = network.groups[: max(len(network.groups) - freeze, 0)]
     else:
-        head = set(head_parameters(network))
-        names = [n for n, _ in network.module.named_parameters() if n not in head]
+        names = [n for n, _ in network.module.named_parameters() if n not in always_train]
         return {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in freeze)}
-    return {name for group in groups for name in group.params}
+    return {name for group in groups for name in group.params} - always_train
 
 
 def groups_to_unfreeze(epoch: int, unfreeze_at, unfreeze, unfreeze_every) -> float:

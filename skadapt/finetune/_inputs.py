@@ -18,6 +18,8 @@ What ``X`` may be (:func:`adapt_inputs`):
   ``"array"`` of rows and a frame with one column of strings is ``"files"``. ``path_column`` only
   applies to DataFrames; other kinds of ``X`` are recognized by their type.
 - a list of PIL images -> kind ``"pil"``.
+- texts -> kind ``"texts"``, only through :func:`adapt_texts`, which the estimators call when the
+  model is a text model: a path and a sentence are both strings, so the model decides, not ``X``.
 
 How images are decoded (:func:`load_rgb`): any mode becomes RGB. Transparent images (RGBA, LA, and
 palette or grayscale images with a transparency key) are composited on white, as a browser shows
@@ -61,6 +63,7 @@ __all__ = [
     "InputDataset",
     "Inputs",
     "adapt_inputs",
+    "adapt_texts",
     "find_unreadable",
     "load_rgb",
     "make_transform",
@@ -74,18 +77,19 @@ _CROP_FRACTION = 0.875
 _ARRAY_AUGMENT_SCALE = (0.5, 1.0)
 _N_SHOWN = 5  # how many offending items an error message lists
 _PATH_TYPES = (str, os.PathLike)
-_KINDS = ("array", "files", "pil")
+_KINDS = ("array", "files", "pil", "texts")
 
 
 @dataclass
 class Inputs:
-    """``X`` in one of three kinds the fine-tuning datasets know how to read.
+    """``X`` in one of four kinds the fine-tuning datasets know how to read.
 
     Parameters
     ----------
-    kind : {"array", "files", "pil"}
+    kind : {"array", "files", "pil", "texts"}
         ``"array"``: float32 numpy ``(n, c, h, w)`` images or ``(n, d)`` rows, used as they are;
-        ``"files"``: image paths, decoded lazily; ``"pil"``: PIL images in memory.
+        ``"files"``: image paths, decoded lazily; ``"pil"``: PIL images in memory; ``"texts"``:
+        strings, tokenized per batch by the text network's ``collate_fn``.
     items : ndarray, list of str or list of PIL.Image.Image
         The samples.
 
@@ -97,7 +101,7 @@ class Inputs:
     ('array', 4, dtype('float32'))
     """
 
-    kind: Literal["array", "files", "pil"]
+    kind: Literal["array", "files", "pil", "texts"]
     items: np.ndarray | list[str] | list[PIL.Image.Image]
 
     def __len__(self) -> int:
@@ -313,6 +317,73 @@ def _shown(values: Sequence) -> str:
     return shown + (f", ... ({len(values) - _N_SHOWN} more)" if len(values) > _N_SHOWN else "")
 
 
+def adapt_texts(X, *, empty_text: str = "raise") -> Inputs:
+    """Check that ``X`` holds one text per sample and return it as :class:`Inputs` of kind "texts".
+
+    Parameters
+    ----------
+    X : list, tuple, 1-D numpy array, pandas Series or one-column DataFrame of str
+    empty_text : {"raise", "allow"}, default="raise"
+        Missing (``None``, NaN) and empty or blank texts raise a ``ValueError`` naming their
+        positions, or, with ``"allow"``, become empty strings (the model then sees only its
+        special tokens).
+
+    Returns
+    -------
+    Inputs
+
+    Examples
+    --------
+    >>> adapt_texts(["great phone", "battery died"]).kind
+    'texts'
+    >>> adapt_texts(["fine", None], empty_text="allow").items
+    ['fine', '']
+    """
+    values = _text_values(X)
+    if not values:
+        raise ValueError("X is empty: pass at least one text.")
+    missing = [i for i, value in enumerate(values) if _is_missing(value)]
+    not_text = [i for i, value in enumerate(values)
+                if not (isinstance(value, str) or _is_missing(value))]
+    if not_text:
+        kinds = sorted({type(values[i]).__name__ for i in not_text})
+        raise TypeError(f"X should hold texts (str) but holds {kinds} at positions "
+                        f"{_shown(not_text)}: convert them to str first.")
+    empty = [i for i, value in enumerate(values) if isinstance(value, str) and not value.strip()]
+    if empty_text == "raise" and (missing or empty):
+        found = [f"{what} texts at positions {_shown(ids)}"
+                 for what, ids in (("missing (None/NaN)", missing), ("empty", empty)) if ids]
+        raise ValueError(f"X has {' and '.join(found)}: drop those samples, or pass "
+                         "empty_text='allow' to treat them as empty texts.")
+    return Inputs(kind="texts", items=["" if _is_missing(v) else str(v) for v in values])
+
+
+def _text_values(X) -> list:
+    if isinstance(X, Inputs):
+        if X.kind != "texts":
+            raise TypeError(f"X holds {X.kind!r} inputs, but the model is a text model: pass "
+                            "texts.")
+        return list(X.items)
+    if isinstance(X, str):
+        raise TypeError("X is a single str: pass a list of texts, one per sample.")
+    if isinstance(X, pd.DataFrame):
+        if X.shape[1] != 1:
+            raise ValueError(f"X is a DataFrame with columns {list(X.columns)}: a text model takes "
+                             "one column of texts; select it, e.g. X['<name>'].")
+        return X.iloc[:, 0].tolist()
+    if isinstance(X, pd.Series):
+        return X.tolist()
+    if isinstance(X, np.ndarray):
+        if X.ndim != 1:
+            raise ValueError(f"X has shape {X.shape}: a text model takes a 1-D sequence of texts, "
+                             "one per sample.")
+        return X.tolist()
+    if isinstance(X, (list, tuple)):
+        return list(X)
+    raise TypeError(f"X of type {type(X).__name__} is not supported by a text model: pass a list, "
+                    "1-D numpy array or pandas Series of str.")
+
+
 # --------------------------------------------------------------------------- decoding
 def load_rgb(path: str) -> PIL.Image.Image:
     """Decode an image file of any mode into an RGB PIL image.
@@ -477,6 +548,8 @@ def make_transform(
     """
     if kind not in _KINDS:
         raise ValueError(f"kind={kind!r}: pass one of {_KINDS}.")
+    if kind == "texts":
+        return None  # texts are tokenized per batch, by the text network's collate_fn
     _check_augment(augment)
     if image_size is not None:
         _check_image_size(image_size)
@@ -679,7 +752,8 @@ class InputDataset(Dataset):
         self.inputs = inputs
         self.transform = transform
         self.y = _as_targets(y, len(inputs))
-        self._array = _tensor_view(inputs.items) if inputs.kind == "array" else None
+        # "features": backbone outputs cached by the fine-tuner, used as they are
+        self._array = _tensor_view(inputs.items) if inputs.kind in ("array", "features") else None
         if inputs.kind == "array" and hasattr(transform, "check_inputs"):
             transform.check_inputs(inputs.items)
 
@@ -691,7 +765,9 @@ class InputDataset(Dataset):
         target = self.y[index] if self.y is not None else torch.tensor(0)
         return x, target
 
-    def _sample(self, index: int) -> torch.Tensor:
+    def _sample(self, index: int) -> torch.Tensor | str:
+        if self.inputs.kind == "texts":
+            return self.inputs.items[index]
         if self._array is not None:
             x = self._array[index]
             return self.transform(x) if self.transform is not None else x

@@ -428,3 +428,9 @@ def test_real_cifar_checkpoints_load_bit_for_bit(depth):
     assert [g.name for g in network.groups] == ["conv1", "bn1", "layer1", "layer2", "layer3"]
     with torch.no_grad():
         assert network.module.eval()(torch.randn(2, 3, 96, 96)).shape == (2, 2)
+
+
+def test_a_bare_linear_layer_is_a_network_that_is_all_head():
+    network = resolve_network(torch.nn.Linear(4, 10), n_outputs=3)
+    assert network.head == ("0",) and network.groups == ()
+    assert network.module(torch.zeros(2, 4)).shape == (2, 3)

