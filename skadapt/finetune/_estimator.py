@@ -39,7 +39,12 @@ from skorch.callbacks import EarlyStopping, EpochScoring, EpochTimer, Passthroug
 from torch.utils.data import Dataset
 
 from skadapt.finetune._backbones import resolve_network
-from skadapt.finetune._cache import shared_cache
+from skadapt.finetune._cache import (
+    DecodedImageCache,
+    DecodedImageDataset,
+    make_decode_transform,
+    shared_cache,
+)
 from skadapt.finetune._extractor import (
     cached_backbone_features,
     head_only_module,
@@ -61,6 +66,7 @@ from skadapt.finetune._inputs import (
     adapt_inputs,
     adapt_texts,
     find_unreadable,
+    image_sizes,
     make_transform,
 )
 from skadapt.finetune._schedule import FineTuningSchedule
@@ -104,6 +110,7 @@ class _PretrainedNet(NeuralNet):
         empty_text="raise",
         feature_cache="auto",
         cache_dir=None,
+        image_cache_mb=1024,
         lr=1e-3,
         lr_schedule="cosine",
         warmup=0.1,
@@ -145,6 +152,7 @@ class _PretrainedNet(NeuralNet):
         self.empty_text = empty_text
         self.feature_cache = feature_cache
         self.cache_dir = cache_dir
+        self.image_cache_mb = image_cache_mb
         self.lr_schedule = lr_schedule
         self.warmup = warmup
         self.validation_fraction = validation_fraction
@@ -194,6 +202,8 @@ class _PretrainedNet(NeuralNet):
         if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction={self.validation_fraction!r}: pass a fraction "
                              "in (0, 1), or None to train on all the data without early stopping.")
+        if not isinstance(self.image_cache_mb, numbers.Real) or self.image_cache_mb < 0:
+            raise ValueError(f"image_cache_mb={self.image_cache_mb!r}: pass a size in MiB >= 0.")
         if self.feature_cache not in ("auto", False):
             raise ValueError(f"feature_cache={self.feature_cache!r}: pass 'auto' or False.")
         if self.on_bad_image not in ("raise", "skip"):
@@ -411,10 +421,26 @@ class _PretrainedNet(NeuralNet):
 
     def get_split_datasets(self, X, y=None, **fit_params):
         if self.validation_fraction is None:
-            return self.get_dataset(X, y, training=True), None
+            return self._fit_dataset(X, y, training=True), None
         train_idx, valid_idx = self._validation_split(y)
-        return (self.get_dataset(_take(X, train_idx), y[train_idx], training=True),
-                self.get_dataset(_take(X, valid_idx), y[valid_idx], training=False))
+        return (self._fit_dataset(_take(X, train_idx), y[train_idx], training=True),
+                self._fit_dataset(_take(X, valid_idx), y[valid_idx], training=False))
+
+    def _fit_dataset(self, X, y, training: bool):
+        """A dataset read every epoch: image files are decoded and resized once per fit, into a
+        bounded cache, and only augmented afterwards (a callable ``augment`` sees PIL images, so it
+        keeps decoding every time)."""
+        inputs = self._adapt(X)
+        if inputs.kind != "files" or not self.image_cache_mb or callable(self.augment):
+            return self.get_dataset(inputs, y, training=training)
+        _, resize, interpolation = image_sizes(self.network_.preprocessing, self.image_size)
+        dataset = DecodedImageDataset(
+            inputs.items, y, decode=make_decode_transform(resize, interpolation=interpolation),
+            transform=self._transform(inputs.kind, train=training),
+            cache=DecodedImageCache(max_bytes=int(self.image_cache_mb * 2**20)))
+        with torch.random.fork_rng(devices=[]):  # leave the shuffling as without the cache
+            dataset.predecode(num_workers=self.num_workers, batch_size=self.batch_size)
+        return dataset
 
     def _validation_split(self, y):
         indices = np.arange(len(y))
@@ -636,6 +662,11 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         ``SKADAPT_CACHE_MEMORY_BYTES``). ``training_path_`` says which path ran and why.
     cache_dir : path, optional
         Also keep cached features on disk there, shared between processes (``n_jobs>1``).
+    image_cache_mb : float, default=1024
+        Image files are decoded and resized (to the resize size before cropping) once per fit and
+        kept in memory up to this bound, so later epochs only augment them; beyond it the rest is
+        decoded on every access. Random crops are then taken from the resized image rather than the
+        full-resolution file. ``0`` decodes every file on every epoch.
     lr : float, default=1e-3
         Learning rate of the head (and base of every other rate).
     lr_schedule : {"cosine", "constant"}, default="cosine"

@@ -560,7 +560,8 @@ def make_transform(
     return _image_transform(train, preprocessing, image_size, mean, std, augment)
 
 
-def _image_transform(train, preprocessing, image_size, mean, std, augment) -> v2.Compose:
+def image_sizes(preprocessing=None, image_size=None) -> tuple[int, int, str]:
+    """``(crop, resize, interpolation)`` for images: ``image_size`` wins over the weights' own."""
     if image_size is not None:
         crop, resize = image_size, round(image_size / _CROP_FRACTION)
     elif preprocessing is not None:
@@ -568,7 +569,12 @@ def _image_transform(train, preprocessing, image_size, mean, std, augment) -> v2
     else:
         raise ValueError("pass image_size=... (and mean=, std=) for a model without torchvision "
                          "weights: its expected input size is unknown.")
-    interpolation = _interpolation(preprocessing.interpolation if preprocessing else "bilinear")
+    return crop, resize, preprocessing.interpolation if preprocessing else "bilinear"
+
+
+def _image_transform(train, preprocessing, image_size, mean, std, augment) -> v2.Compose:
+    crop, resize, interpolation = image_sizes(preprocessing, image_size)
+    interpolation = _interpolation(interpolation)
     mean = mean or (tuple(preprocessing.mean) if preprocessing else IMAGENET_MEAN)
     std = std or (tuple(preprocessing.std) if preprocessing else IMAGENET_STD)
     for name, stats in (("mean", mean), ("std", std)):

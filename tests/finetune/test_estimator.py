@@ -254,3 +254,11 @@ def test_the_cache_is_not_used_when_the_backbone_trains_or_inputs_are_random(par
     X, y = images
     clf = PretrainedFineTuner(TinyCNN, **{**FAST, "max_epochs": 2, **params}).fit(X, y)
     assert clf.training_path_.startswith("full network") and why in clf.training_path_
+
+
+def test_decoding_image_files_once_per_fit_changes_nothing_without_augmentation(tmp_path):
+    paths, labels, _ = _write_images(tmp_path)
+    params = dict(image_size=16, freeze="none", augment=False, **FAST)
+    cached = PretrainedFineTuner(TinyCNN, **params).fit(paths, labels)
+    decoded = PretrainedFineTuner(TinyCNN, image_cache_mb=0, **params).fit(paths, labels)
+    np.testing.assert_allclose(cached.predict_proba(paths), decoded.predict_proba(paths), atol=1e-6)
