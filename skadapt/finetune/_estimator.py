@@ -263,17 +263,27 @@ class _PretrainedNet(NeuralNet):
 
         The head module is shared with ``module_``, so the full network predicts with what it learned.
         """
+        features = self._cached_features(inputs)
+        with self._head_only():
+            NeuralNet.partial_fit(self, features, y, **fit_params)
+
+    def _cached_features(self, inputs: Inputs) -> Inputs:
+        """The backbone's output (the head's input) for every sample, from the feature cache."""
         # fork the RNG: batches are then shuffled exactly as on the uncached path
         with torch.random.fork_rng(devices=[]):
             features = cached_backbone_features(
                 self.network_, inputs, self._transform(inputs.kind, train=False),
                 cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
                 num_workers=self.num_workers, device=self.device_)
+        return Inputs(kind="features", items=features.numpy())
+
+    @contextmanager
+    def _head_only(self):
+        """Let skorch see only the head (it shares its parameters with the full network)."""
         network = self.module_
         self.module_ = head_only_module(self.network_)
         try:
-            NeuralNet.partial_fit(self, Inputs(kind="features", items=features.numpy()), y,
-                                  **fit_params)
+            yield
         finally:
             self.module_ = network
 
@@ -500,7 +510,14 @@ class _PretrainedNet(NeuralNet):
     def _forward_numpy(self, X) -> np.ndarray:
         """The network's outputs for ``X`` after skorch's nonlinearity (softmax for classifiers)."""
         self.check_is_fitted()
-        return NeuralNet.predict_proba(self, self._check_features(self._adapt(X)))
+        inputs = self._check_features(self._adapt(X))
+        if (isinstance(inputs, Inputs) and inputs.kind != "features"
+                and getattr(self, "training_path_", None) == "cached backbone features"):
+            # the backbone is the frozen pretrained one: its features for X may be cached already
+            features = self._cached_features(inputs)
+            with self._head_only():
+                return NeuralNet.predict_proba(self, features)
+        return NeuralNet.predict_proba(self, inputs)
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
         check_is_fitted(self, attributes or ["module_", "network_"])
