@@ -30,7 +30,6 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils import _safe_indexing
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -45,6 +44,7 @@ from skadapt.finetune._cache import (
     make_decode_transform,
     shared_cache,
 )
+from skadapt.finetune._device import autocast, resolve_device
 from skadapt.finetune._extractor import (
     cached_backbone_features,
     head_only_module,
@@ -315,11 +315,11 @@ class _PretrainedNet(NeuralNet):
             del self._example_input  # transient: not a parameter, not fitted state
 
     def _example_batch(self, inputs: Inputs) -> torch.Tensor:
-        dataset = self.get_dataset(_take(inputs, np.arange(min(2, len(inputs)))))
+        dataset = self.get_dataset(inputs.subset(np.arange(min(2, len(inputs)))))
         return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
     def initialize(self):
-        self.device_ = _resolve_device(self.__dict__["device"])
+        self.device_ = resolve_device(self.__dict__["device"])
         return super().initialize()
 
     # skorch moves tensors to ``self.device``, which must be a real device; the parameter as
@@ -329,7 +329,7 @@ class _PretrainedNet(NeuralNet):
         resolved = self.__dict__.get("device_")
         if resolved is None:
             try:
-                resolved = _resolve_device(self.__dict__.get("device"))
+                resolved = resolve_device(self.__dict__.get("device"))
             except (RuntimeError, TypeError, ValueError):
                 return self.__dict__.get("device")  # validated when fit starts
         return str(resolved)
@@ -412,7 +412,7 @@ class _PretrainedNet(NeuralNet):
         warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(inputs)}: {shown}",
                       UserWarning, stacklevel=3)
         keep = np.setdiff1d(np.arange(len(inputs)), [i for i, _ in bad])
-        return _take(inputs, keep), y[keep]
+        return inputs.subset(keep), y[keep]
 
     def _transform(self, kind: str, train: bool):
         if kind == "features":
@@ -433,8 +433,8 @@ class _PretrainedNet(NeuralNet):
         if self.validation_fraction is None:
             return self._fit_dataset(X, y, training=True), None
         train_idx, valid_idx = self._validation_split(y)
-        return (self._fit_dataset(_take(X, train_idx), y[train_idx], training=True),
-                self._fit_dataset(_take(X, valid_idx), y[valid_idx], training=False))
+        return (self._fit_dataset(X.subset(train_idx), y[train_idx], training=True),
+                self._fit_dataset(X.subset(valid_idx), y[valid_idx], training=False))
 
     def _fit_dataset(self, X, y, training: bool):
         """A dataset read every epoch: image files are decoded and resized once per fit, into a
@@ -489,11 +489,11 @@ class _PretrainedNet(NeuralNet):
     def infer(self, x, **fit_params):
         if isinstance(x, Mapping):  # tokenized texts: input_ids, attention_mask, ...
             batch = {key: value.to(self.device_, non_blocking=True) for key, value in x.items()}
-            with _autocast(self.device_):
+            with autocast(self.device_):
                 out = self.module_(**batch, **fit_params)
         else:
             x = x.to(self.device_, non_blocking=True)
-            with _autocast(self.device_):
+            with autocast(self.device_):
                 out = self.module_(x, **fit_params)
         if isinstance(out, tuple):  # inception/googlenet in train mode return (logits, aux...)
             out = out[0]
@@ -534,7 +534,7 @@ class _PretrainedNet(NeuralNet):
     def __setstate__(self, state):
         # skorch maps saved tensors to state["device"]; "auto" means whatever this machine has.
         device = state["device"]
-        state["device"] = str(_resolve_device(device))
+        state["device"] = str(resolve_device(device))
         state.pop("device_", None)
         super().__setstate__(state)  # falls back to the CPU when CUDA is absent
         self.device_ = torch.device(self.__dict__["device"])
@@ -870,26 +870,6 @@ def _n_features(inputs: Inputs) -> int | None:
     if inputs.kind == "array" and inputs.items.ndim == 2:
         return inputs.items.shape[1]
     return None
-
-
-def _take(X, indices):
-    if isinstance(X, Inputs):
-        items = (X.items[indices] if isinstance(X.items, np.ndarray)
-                 else [X.items[i] for i in indices])
-        return Inputs(kind=X.kind, items=items)
-    return _safe_indexing(X, indices)
-
-
-def _resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from skadapt.finetune._cache import (
     shared_cache,
     transform_fingerprint,
 )
+from skadapt.finetune._device import autocast, resolve_device
 from skadapt.finetune._inputs import InputDataset, Inputs, adapt_inputs, make_transform
 from skadapt.text._encoder import is_text_model
 
@@ -77,7 +78,7 @@ def _embed(forward: Callable[[torch.Tensor], np.ndarray], inputs: Inputs, transf
             first_of_key.setdefault(key, index)
     if first_of_key:
         missing = list(first_of_key.values())
-        computed = _run(forward, _take(inputs, missing), transform, batch_size, num_workers,
+        computed = _run(forward, inputs.subset(missing), transform, batch_size, num_workers,
                         progress)
         fresh = {keys[i]: row.copy() for i, row in zip(missing, computed)}  # copies: no big base
         cache.put_many(list(fresh), list(fresh.values()))
@@ -97,11 +98,6 @@ def _run(forward, inputs: Inputs, transform, batch_size: int, num_workers: int,
     return np.concatenate(outputs)
 
 
-def _take(inputs: Inputs, indices: list[int]) -> Inputs:
-    items = inputs.items[indices] if inputs.kind == "array" else [inputs.items[i] for i in indices]
-    return Inputs(kind=inputs.kind, items=items)
-
-
 def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
     """``(n, d)`` from an activation: feature maps ``(n, c, *spatial)`` are pooled over their
     spatial dimensions, token sequences ``(n, tokens, d)`` over their tokens."""
@@ -118,16 +114,6 @@ def _first_tensor(output):
     while isinstance(output, (tuple, list)):
         output = output[0]
     return output
-
-
-def _resolve_device(device) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device={device!r}: pass 'auto', 'cpu', 'cuda' or 'cuda:<index>' "
-                         f"({error}).") from None
 
 
 # --------------------------------------------------------------------------- the transformer
@@ -234,7 +220,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         """
         self._validate_parameters()
         inputs = self._adapt(X)
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         network = resolve_network(self.model, self.weights, n_outputs=1, head=self.head,
                                   example_input=partial(self._example_batch, inputs))
         for name in network.head:
@@ -313,7 +299,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _example_batch(self, inputs: Inputs) -> torch.Tensor:
         """Two samples, for modules with lazy layers (their shapes are set by a first forward)."""
-        dataset = InputDataset(_take(inputs, list(range(min(2, len(inputs))))),
+        dataset = InputDataset(inputs.subset(list(range(min(2, len(inputs))))),
                                transform=self._transform(inputs.kind))
         return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
@@ -332,7 +318,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _first_embedding(self, inputs: Inputs) -> np.ndarray:
         """The first sample's embedding: a network that cannot take X fails here, clearly."""
-        first = _take(inputs, [0])
+        first = inputs.subset([0])
         try:
             return self._embed(first)
         except RuntimeError as error:  # torch's shape errors, e.g. "mat1 and mat2 shapes ..."
@@ -446,7 +432,7 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
 def _head_input_forward(module: nn.Module, head: nn.Module, device: torch.device,
                         x: torch.Tensor) -> np.ndarray:
     x = x.to(device, non_blocking=True)
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), autocast(device):
         features = _head_input(module, head, x, stop=True)
     return features.float().cpu().numpy()
 
@@ -671,12 +657,6 @@ def _inference_modes(module: nn.Module):
 
 def _precision(device: torch.device) -> str:
     return "bfloat16-autocast" if device.type == "cuda" else "float32"
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":  # what the fine-tuner's forward does on a GPU
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _shown(names: list[str]) -> str:

@@ -107,6 +107,12 @@ class Inputs:
     def __len__(self) -> int:
         return len(self.items)
 
+    def subset(self, indices) -> Inputs:
+        """The samples at ``indices``, of the same kind."""
+        if isinstance(self.items, np.ndarray):
+            return Inputs(kind=self.kind, items=self.items[indices])
+        return Inputs(kind=self.kind, items=[self.items[i] for i in indices])
+
 
 # --------------------------------------------------------------------------- adapting X
 def adapt_inputs(X, *, path_column: str | None = None) -> Inputs:

@@ -55,7 +55,8 @@ from torch.utils.data import DataLoader
 from torchvision.models import SwinTransformer
 
 from skadapt.finetune._backbones import ResolvedNetwork, resolve_network
-from skadapt.finetune._estimator import _resolve_device, _seeded
+from skadapt.finetune._device import resolve_device
+from skadapt.finetune._estimator import _seeded
 from skadapt.finetune._inputs import (
     InputDataset,
     Inputs,
@@ -373,7 +374,7 @@ def _group_features(X_source, X_target, *, model, weights=None, head=None, image
     with _seeded(random_state):
         network = resolve_network(model, weights, n_outputs=2, head=head)
     text = is_text_model(model)
-    runner = _GroupOutputs(network, _resolve_device(device))
+    runner = _GroupOutputs(network, resolve_device(device))
     source, target = (_collect(runner, X, network, text, image_size, mean, std, path_column,
                                max_length, batch_size) for X in (X_source, X_target))
     return {name: (source[name], target[name]) for name in source}
