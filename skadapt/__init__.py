@@ -1,49 +1,76 @@
-"""skadapt: adapt pretrained deep models to a new domain, the scikit-learn way."""
+"""skadapt: adapt pretrained deep models to a new domain, the scikit-learn way.
 
-from skadapt.evaluation import EvaluationReport, evaluate
-from skadapt.finetune import (
-    PretrainedFeatureExtractor,
-    PretrainedFineTuner,
-    PretrainedFineTunerRegressor,
-)
-from skadapt.model_selection import (
-    DomainShiftResult,
-    LeakageError,
-    compare_models,
-    domain_shift,
-    leakage_report,
-    shift_profile,
-    train_val_test_split,
-)
-from skadapt.preprocessing import (
-    ChannelStandardizer,
-    DataCleaner,
-    Differencer,
-    FeatureSelector,
-    LagFeatures,
-    RowCleaner,
-    clean_rows,
-)
+Public names are imported on first use (PEP 562), so ``from skadapt import DataCleaner`` and the
+command line's ``--help`` do not wait seconds for torch; ``skadapt.PretrainedFineTuner`` is
+the same class as ``skadapt.finetune.PretrainedFineTuner``.
+"""
 
-__all__ = [
-    "ChannelStandardizer",
-    "DataCleaner",
-    "DomainShiftResult",
-    "EvaluationReport",
-    "LeakageError",
-    "Differencer",
-    "FeatureSelector",
-    "LagFeatures",
-    "PretrainedFeatureExtractor",
-    "PretrainedFineTuner",
-    "PretrainedFineTunerRegressor",
-    "RowCleaner",
-    "clean_rows",
-    "compare_models",
-    "domain_shift",
-    "evaluate",
-    "leakage_report",
-    "shift_profile",
-    "train_val_test_split",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+# Each public name and the subpackage that defines it.
+_SUBPACKAGE_OF = {
+    "ChannelStandardizer": "preprocessing",
+    "DataCleaner": "preprocessing",
+    "Differencer": "preprocessing",
+    "FeatureSelector": "preprocessing",
+    "LagFeatures": "preprocessing",
+    "RowCleaner": "preprocessing",
+    "clean_rows": "preprocessing",
+    "PretrainedFeatureExtractor": "finetune",
+    "PretrainedFineTuner": "finetune",
+    "PretrainedFineTunerRegressor": "finetune",
+    "EvaluationReport": "evaluation",
+    "evaluate": "evaluation",
+    "DomainShiftResult": "model_selection",
+    "LeakageError": "model_selection",
+    "compare_models": "model_selection",
+    "domain_shift": "model_selection",
+    "leakage_report": "model_selection",
+    "shift_profile": "model_selection",
+    "train_val_test_split": "model_selection",
+}
+__all__ = sorted(_SUBPACKAGE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _SUBPACKAGE_OF:
+        raise AttributeError(f"module 'skadapt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"skadapt.{_SUBPACKAGE_OF[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and the API reference read
+    from skadapt.evaluation import EvaluationReport, evaluate
+    from skadapt.finetune import (
+        PretrainedFeatureExtractor,
+        PretrainedFineTuner,
+        PretrainedFineTunerRegressor,
+    )
+    from skadapt.model_selection import (
+        DomainShiftResult,
+        LeakageError,
+        compare_models,
+        domain_shift,
+        leakage_report,
+        shift_profile,
+        train_val_test_split,
+    )
+    from skadapt.preprocessing import (
+        ChannelStandardizer,
+        DataCleaner,
+        Differencer,
+        FeatureSelector,
+        LagFeatures,
+        RowCleaner,
+        clean_rows,
+    )

@@ -1,4 +1,4 @@
-"""Where the network runs, shared by the fine-tuner and the feature extractor."""
+"""Where and how the network runs (device, precision, seed), shared by the estimators."""
 
 from __future__ import annotations
 
@@ -23,3 +23,15 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def seeded(random_state):
+    """Seed torch for one fit without touching the caller's global random state."""
+    if random_state is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count()))
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(random_state))
+        yield

@@ -44,7 +44,7 @@ from skadapt.finetune._cache import (
     make_decode_transform,
     shared_cache,
 )
-from skadapt.finetune._device import autocast, resolve_device
+from skadapt.finetune._device import autocast, resolve_device, seeded
 from skadapt.finetune._extractor import (
     cached_backbone_features,
     head_only_module,
@@ -233,7 +233,7 @@ class _PretrainedNet(NeuralNet):
         inputs, y = self._drop_bad_images(inputs, y)
         self.input_kind_ = inputs.kind
         self.n_features_in_ = _n_features(inputs)
-        with _seeded(self.random_state):
+        with seeded(self.random_state):
             if not (self.warm_start and self.initialized_):
                 self._initialize_with_example(inputs)
             reason = self._why_not_cached(inputs)
@@ -870,15 +870,3 @@ def _n_features(inputs: Inputs) -> int | None:
     if inputs.kind == "array" and inputs.items.ndim == 2:
         return inputs.items.shape[1]
     return None
-
-
-@contextmanager
-def _seeded(random_state):
-    """Seed torch for one fit without touching the caller's global random state."""
-    if random_state is None:
-        yield
-        return
-    devices = list(range(torch.cuda.device_count()))
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(random_state))
-        yield

@@ -55,8 +55,7 @@ from torch.utils.data import DataLoader
 from torchvision.models import SwinTransformer
 
 from skadapt.finetune._backbones import ResolvedNetwork, resolve_network
-from skadapt.finetune._device import resolve_device
-from skadapt.finetune._estimator import _seeded
+from skadapt.finetune._device import resolve_device, seeded
 from skadapt.finetune._inputs import (
     InputDataset,
     Inputs,
@@ -371,7 +370,7 @@ def _group_features(X_source, X_target, *, model, weights=None, head=None, image
     """Each layer group's pooled outputs on both domains: ``{group: (source, target)}``."""
     if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
         raise ValueError(f"batch_size={batch_size!r}: pass an int >= 1.")
-    with _seeded(random_state):
+    with seeded(random_state):
         network = resolve_network(model, weights, n_outputs=2, head=head)
     text = is_text_model(model)
     runner = _GroupOutputs(network, resolve_device(device))

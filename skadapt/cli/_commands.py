@@ -1,0 +1,295 @@
+"""The ``skadapt`` commands: ``fit``, ``evaluate``, ``predict`` and ``demo``.
+
+Each reads the data (:mod:`skadapt.cli._data`), builds or loads an estimator and calls the
+library; what it adds is what a terminal needs: progress bars and files on disk.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import torchvision
+from sklearn.frozen import FrozenEstimator
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback, ProgressBar
+from torch import nn
+from tqdm.auto import tqdm
+
+from skadapt.cli._data import Data, read_data
+from skadapt.evaluation import evaluate
+from skadapt.finetune import PretrainedFineTuner
+from skadapt.text import is_text_model
+
+_CHUNK_BATCHES = 8  # predict shows progress every this many batches
+_MODULE_SPEC = re.compile(r"^(?P<source>[\w.]+|.+\.py):(?P<attr>[\w.]+)$")
+
+
+# ----------------------------------------------------------------------------- the model
+def resolve_model_option(spec: str):
+    """``--model``: a torchvision or Hugging Face name as given, or the object ``source:attr``.
+
+    ``file.py:Name`` imports the file (its folder joins ``sys.path``, so the saved model loads
+    again from there); ``package.module:Name`` imports the module from the working directory or
+    the installed packages. A function (not a class) is called with no arguments.
+    """
+    match = _MODULE_SPEC.match(spec)
+    if match is None:
+        return spec
+    source, attr = match.group("source"), match.group("attr")
+    module = _import_source(source, spec)
+    try:
+        target = module
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise ValueError(f"--model {spec!r}: {source!r} has no {attr!r}.") from None
+    is_class = isinstance(target, type) and issubclass(target, nn.Module)
+    if is_class or isinstance(target, nn.Module):
+        return target
+    if callable(target):
+        built = target()
+        if isinstance(built, nn.Module):
+            return built
+    raise TypeError(f"--model {spec!r} is a {type(target).__name__}: name an nn.Module class, "
+                    "an instance, or a function returning one.")
+
+
+def _import_source(source: str, spec: str):
+    if source.endswith(".py"):
+        file = Path(source).resolve()
+        if not file.is_file():
+            raise FileNotFoundError(f"--model {spec!r}: no file {source!r}.")
+        _put_on_path(file.parent)
+        source = file.stem
+    else:
+        _put_on_path(Path.cwd())
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as error:
+        raise ValueError(f"--model {spec!r}: cannot import {source!r} ({error}): run from the "
+                         "folder that holds it, or pass 'path/to/file.py:Name'.") from None
+
+
+def _put_on_path(folder: Path) -> None:
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
+def _weights_option(weights: str, model) -> object:
+    if weights.lower() == "none":
+        return None
+    if weights == "auto":
+        is_torchvision = isinstance(model, str) and model in torchvision.models.list_models(
+            module=torchvision.models)
+        return "DEFAULT" if is_torchvision else None
+    return weights
+
+
+def _build_estimator(args, model) -> PretrainedFineTuner:
+    return PretrainedFineTuner(
+        model, _weights_option(args.weights, model), head=args.head, freeze=args.freeze,
+        unfreeze_at=args.unfreeze_at, unfreeze_lr=args.unfreeze_lr, lr=args.lr,
+        max_epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+        validation_fraction=args.validation_fraction, patience=args.patience,
+        max_length=args.max_length,
+        adapter=None if args.adapter == "none" else args.adapter,
+        on_bad_image="skip" if args.skip_bad_images else "raise",
+        num_workers=args.num_workers, device=args.device, random_state=args.random_state,
+        callbacks=_progress_callbacks(args.quiet))
+
+
+def _check_text_model(args, model) -> None:
+    if not args.text_column:
+        return
+    if not is_text_model(model):
+        raise ValueError(f"--text-column needs a Hugging Face text model, but --model "
+                         f"{args.model!r} is not one: pass a local model folder or an "
+                         "'org/name' id.")
+
+
+def load_model(path: str):
+    """Load a model file written by ``skadapt fit`` (any fitted scikit-learn estimator)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"MODEL {path!r} is not a file: pass the file written by "
+                                "'skadapt fit --out'.")
+    _put_on_path(Path.cwd())  # where a --model 'module:Name' was usually imported from
+    try:
+        model = joblib.load(file)
+    except ModuleNotFoundError as error:
+        raise ValueError(f"MODEL {path!r} needs the module {error.name!r} that defined its "
+                         "network: run from the folder that holds it, or add it to "
+                         "PYTHONPATH.") from None
+    except Exception as error:  # unpickling fails in many ways; each means "not a model file"
+        raise ValueError(f"MODEL {path!r} is not a model file written by 'skadapt fit' or "
+                         f"joblib.dump ({type(error).__name__}: {error}).") from None
+    if not hasattr(model, "predict"):
+        raise ValueError(f"MODEL {path!r} holds a {type(model).__name__}, not a fitted model.")
+    check_is_fitted(model)
+    return model
+
+
+# ----------------------------------------------------------------------------- progress bars
+class EpochBar(Callback):
+    """A skorch callback: one tqdm bar over the epochs of a fit, with the latest scores."""
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.bar_ = tqdm(total=net.max_epochs, desc="epochs", unit="epoch")
+
+    def on_epoch_end(self, net, **kwargs):
+        last = net.history[-1]
+        shown = {key: f"{last[key]:.3f}" for key in ("train_loss", "valid_loss", "valid_acc")
+                 if isinstance(last.get(key), float)}
+        self.bar_.set_postfix(shown, refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        self.bar_.close()
+        del self.bar_  # a tqdm bar does not pickle
+
+
+def _progress_callbacks(quiet: bool) -> list | None:
+    """The epoch bar, and skorch's bar over the batches of each epoch (data loading included)."""
+    if quiet:
+        return None
+    return [("epoch_bar", EpochBar()), ("batch_bar", ProgressBar())]
+
+
+# ----------------------------------------------------------------------------- fit
+def run_fit(args) -> int:
+    data = read_data(args.data, args, labelled=True)
+    model = resolve_model_option(args.model)
+    _check_text_model(args, model)
+    estimator = _build_estimator(args, model)
+    out, report_dir = Path(args.out), _report_dir(args)
+    _check_writable_file(out, "--out")
+    print(f"Fitting {_model_name(model)} on {data.source}", flush=True)
+    report = None
+    if args.cv:
+        folds = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
+        print(f"Cross-validating: {args.cv} folds, then a final fit on all the data", flush=True)
+        report = evaluate(estimator, data.X, data.y, cv=folds)
+        fitted = estimator.fit(data.X, data.y)
+    elif args.holdout:
+        train, test = _holdout_split(data, args)
+        print(f"Training on {len(train)} samples, holding out {len(test)} for the report",
+              flush=True)
+        report = evaluate(estimator, data.X, data.y, cv=[(train, test)])
+        fitted = report.estimators[0]
+    else:
+        fitted = estimator.fit(data.X, data.y)
+    # the progress bars belong to this run, not to the model a user loads later
+    fitted.set_params(callbacks=None)
+    fitted.initialize_callbacks()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(fitted, out)
+    print(f"Model written to {out}")
+    if report is not None:
+        _print_scores(report)
+        print(f"Report written to {report.save(report_dir)}")
+    return 0
+
+
+def _holdout_split(data: Data, args) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return train_test_split(np.arange(len(data)), test_size=args.holdout, stratify=data.y,
+                                random_state=args.random_state)
+    except ValueError as error:
+        raise ValueError(f"--holdout {args.holdout} cannot hold out a stratified part of "
+                         f"{data.source} ({error}): add samples, or pass --holdout 0 to train on "
+                         "everything without a report.") from None
+
+
+def _report_dir(args) -> Path:
+    if args.report:
+        return Path(args.report)
+    out = Path(args.out)
+    return out.with_name(out.stem + "-report")
+
+
+def _check_writable_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a folder: pass a file path.")
+
+
+def _model_name(model) -> str:
+    if isinstance(model, str):
+        return model
+    return model.__name__ if isinstance(model, type) else type(model).__name__
+
+
+def _print_scores(report, what: str = "held-out samples") -> None:
+    summary = report.to_frame().drop(index=["fit_time", "predict_time"], errors="ignore")
+    summary.index.name = None
+    if report.n_folds == 1:
+        table = summary[["mean"]].rename(columns={"mean": "score"})
+        print(f"\nScores on {len(report.predictions)} {what}:")
+    else:
+        table = summary
+        print(f"\nScores over {report.n_folds} folds (mean and standard deviation):")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if report.confusion_matrix is not None:
+        print("\nConfusion matrix (rows: true label, columns: predicted):")
+        print(report.confusion_matrix.to_string())
+
+
+# ----------------------------------------------------------------------------- evaluate
+def run_evaluate(args) -> int:
+    model = load_model(args.model)
+    data = read_data(args.data, args, labelled=True)
+    print(f"Evaluating {args.model} on {data.source}", flush=True)
+    # A frozen estimator's fit does nothing: one "fold" that trains on no sample and tests on all.
+    everything = (np.arange(0), np.arange(len(data)))
+    report = evaluate(FrozenEstimator(model), data.X, data.y, cv=[everything])
+    _print_scores(report, what="samples")
+    print(f"Report written to {report.save(args.report)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- predict
+def run_predict(args) -> int:
+    model = load_model(args.model)
+    data = read_data(args.data, args, labelled=False)
+    out = Path(args.out)
+    _check_writable_file(out, "--out")
+    chunk = _CHUNK_BATCHES * getattr(model, "batch_size", 32)
+    starts = range(0, len(data), chunk)
+    labels, probabilities = [], []
+    for start in tqdm(starts, desc="predicting", unit="chunk", disable=args.quiet):
+        part = _rows(data.X, start, start + chunk)
+        if hasattr(model, "predict_proba"):
+            proba = np.asarray(model.predict_proba(part))
+            probabilities.append(proba)
+            labels.append(np.asarray(model.classes_)[proba.argmax(axis=1)])
+        else:
+            labels.append(np.asarray(model.predict(part)))
+    table = pd.DataFrame({"input": data.names, "prediction": np.concatenate(labels)})
+    if probabilities:
+        proba = np.concatenate(probabilities)
+        for j, label in enumerate(model.classes_):
+            table[f"proba_{label}"] = proba[:, j]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(f"Predictions for {len(table)} samples written to {out}")
+    return 0
+
+
+def _rows(X, start: int, stop: int):
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.iloc[start:stop]
+    return X[start:stop]
+
+
+# ----------------------------------------------------------------------------- demo
+def run_demo(args) -> int:
+    from skadapt.cli._demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+    return 0
