@@ -351,13 +351,24 @@ def _embedding_forward(module: nn.Module, layer: nn.Module | None, pooling: str,
 
 def _output_of(module: nn.Module, layer: nn.Module, x) -> torch.Tensor:
     """The output of ``layer`` when ``module`` runs on ``x``; what follows it is not run."""
+    return _intercept(module, layer, x, take_input=False, what="layer")
+
+
+def _input_of(module: nn.Module, layer: nn.Module, x) -> torch.Tensor:
+    """The first input of ``layer`` (the head) when ``module`` runs on ``x``; the head is not run."""
+    return _intercept(module, layer, x, take_input=True, what="head")
+
+
+def _intercept(module: nn.Module, layer: nn.Module, x, *, take_input: bool,
+               what: str) -> torch.Tensor:
     captured = []
 
-    def capture(_module, _inputs, output):
-        captured.append(output)
-        raise _StopForward
+    def capture(_module, inputs, output=None):
+        captured.append(inputs[0] if take_input else output)
+        raise _StopForward  # nothing after this layer is needed
 
-    handle = layer.register_forward_hook(capture)
+    handle = (layer.register_forward_pre_hook(capture) if take_input
+              else layer.register_forward_hook(capture))
     try:
         _call(module, x)
     except _StopForward:
@@ -365,8 +376,8 @@ def _output_of(module: nn.Module, layer: nn.Module, x) -> torch.Tensor:
     finally:
         handle.remove()
     if not captured:
-        raise ValueError(f"the layer {type(layer).__name__} did not run in the network's forward: "
-                         "pick another layer.")
+        raise ValueError(f"the {what} {type(layer).__name__} did not run in the network's "
+                         f"forward pass: pick a {what} that does.")
     return captured[0]
 
 
@@ -433,28 +444,8 @@ def _head_input_forward(module: nn.Module, head: nn.Module, device: torch.device
                         x: torch.Tensor) -> np.ndarray:
     x = x.to(device, non_blocking=True)
     with torch.inference_mode(), autocast(device):
-        features = _head_input(module, head, x, stop=True)
+        features = _input_of(module, head, x)
     return features.float().cpu().numpy()
-
-
-def _head_input(module: nn.Module, head: nn.Module, x, *, stop: bool) -> torch.Tensor:
-    captured = []
-
-    def capture(_module, args):
-        captured.append(args[0])
-        if stop:
-            raise _StopForward
-
-    handle = head.register_forward_pre_hook(capture)
-    try:
-        _call(module, x)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise ValueError(f"the head {type(head).__name__} did not run in the network's forward.")
-    return captured[0]
 
 
 def head_only_module(network: ResolvedNetwork) -> nn.Module:
@@ -613,7 +604,7 @@ def _check_by_running(module: nn.Module, head: nn.Module, name: str, example_inp
             trailing = _dropout_before(module, name)
             if trailing is not None:  # it feeds the head: head_only_module keeps it
                 trailing[1].eval()
-            training_input = _head_input(module, head, x, stop=True)
+            training_input = _input_of(module, head, x)
         # float noise only: training and inference mode may take different kernels (attention)
         scale = 1.0 + float(inference_input.abs().max())
         if float((training_input - inference_input).abs().max()) > 1e-4 * scale:

@@ -465,3 +465,20 @@ def test_resnet20_embeddings_of_ants_and_bees_make_a_linear_probe():
                                         batch_size=20, num_workers=0, device="cpu")
     np.testing.assert_allclose(features.numpy(), probe[0].transform(X_val[:20]), rtol=1e-4,
                                atol=1e-5)
+
+
+class _SkipsALayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.unused = nn.Linear(8, 8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.stem(x)))
+
+
+def test_a_layer_the_forward_never_runs_is_a_clear_error():
+    X = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="layer Linear did not run in the network's forward pass"):
+        PretrainedFeatureExtractor(_SkipsALayer(), layer="unused").fit_transform(X)
