@@ -3,8 +3,8 @@
 Two users of one engine (:func:`_embed`: look every sample up in the cache, run the network on
 the missing ones only, in batches, and fill the cache):
 
-- :class:`PretrainedFeatureExtractor`, an sklearn transformer: images, image paths or arrays in,
-  embeddings out, so ``make_pipeline(PretrainedFeatureExtractor(...), LogisticRegression())`` is a
+- :class:`PretrainedFeatureExtractor`, an sklearn transformer: images, image paths, arrays or
+  texts in, embeddings out, so ``make_pipeline(PretrainedFeatureExtractor(...), LogisticRegression())`` is a
   linear probe whose backbone runs once per sample however many folds and grid points reuse it;
 - the fine-tuner's frozen-backbone path: :func:`cached_backbone_features` gives the input of the
   head for every sample, :func:`head_only_module` the part of the network that trains on it, and
@@ -43,8 +43,14 @@ from skadapt.finetune._cache import (
     transform_fingerprint,
 )
 from skadapt.finetune._device import autocast, resolve_device
-from skadapt.finetune._inputs import InputDataset, Inputs, adapt_inputs, make_transform
-from skadapt.text._encoder import is_text_model
+from skadapt.finetune._inputs import (
+    InputDataset,
+    Inputs,
+    adapt_inputs,
+    adapt_texts,
+    make_transform,
+)
+from skadapt.text._encoder import EMPTY_TEXT, is_text_model
 
 __all__ = [
     "PretrainedFeatureExtractor",
@@ -65,11 +71,13 @@ class _StopForward(Exception):
 # --------------------------------------------------------------------------- the engine
 def _embed(forward: Callable[[torch.Tensor], np.ndarray], inputs: Inputs, transform, *,
            cache: EmbeddingCache | None, computation: str, batch_size: int, num_workers: int,
-           progress: bool = False) -> np.ndarray:
+           progress: bool = False, collate: Callable | None = None) -> np.ndarray:
     """``forward`` of every sample, as float32 rows: cached ones looked up, the others computed
-    (each distinct sample once) and cached."""
+    (each distinct sample once) and cached. ``collate`` batches texts (tokenizes them)."""
+    run = partial(_run, forward, transform=transform, batch_size=batch_size,
+                  num_workers=num_workers, progress=progress, collate=collate)
     if cache is None:
-        return _run(forward, inputs, transform, batch_size, num_workers, progress)
+        return run(inputs)
     keys = sample_keys(inputs, computation)
     rows = cache.get_many(keys)
     first_of_key: dict[str, int] = {}
@@ -78,23 +86,22 @@ def _embed(forward: Callable[[torch.Tensor], np.ndarray], inputs: Inputs, transf
             first_of_key.setdefault(key, index)
     if first_of_key:
         missing = list(first_of_key.values())
-        computed = _run(forward, inputs.subset(missing), transform, batch_size, num_workers,
-                        progress)
+        computed = run(inputs.subset(missing))
         fresh = {keys[i]: row.copy() for i, row in zip(missing, computed)}  # copies: no big base
         cache.put_many(list(fresh), list(fresh.values()))
         rows = [fresh[key] if row is None else row for key, row in zip(keys, rows)]
     return np.stack(rows).astype(np.float32, copy=False)
 
 
-def _run(forward, inputs: Inputs, transform, batch_size: int, num_workers: int,
-         progress: bool) -> np.ndarray:
+def _run(forward, inputs: Inputs, *, transform, batch_size: int, num_workers: int,
+         progress: bool, collate: Callable | None) -> np.ndarray:
     loader = DataLoader(InputDataset(inputs, transform=transform), batch_size=batch_size,
-                        shuffle=False, num_workers=num_workers)
+                        shuffle=False, num_workers=num_workers, collate_fn=collate)
     outputs = []
     with tqdm(total=len(inputs), desc="embedding", unit="sample", disable=not progress) as bar:
         for x, _ in loader:
             outputs.append(forward(x))
-            bar.update(len(x))
+            bar.update(len(outputs[-1]))
     return np.concatenate(outputs)
 
 
@@ -110,18 +117,22 @@ def _pool(output: torch.Tensor, pooling: str) -> torch.Tensor:
 
 
 def _first_tensor(output):
-    """The main output of modules that return tuples (Inception's, transformer layers')."""
-    while isinstance(output, (tuple, list)):
-        output = output[0]
+    """The main output of modules that return tuples (Inception's, transformer layers') or a
+    Hugging Face ``ModelOutput`` (an ordered mapping whose first value is ``last_hidden_state``)."""
+    while isinstance(output, (tuple, list, Mapping)):
+        output = next(iter(output.values())) if isinstance(output, Mapping) else output[0]
     return output
 
 
 # --------------------------------------------------------------------------- the transformer
 class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
-    """Embed images, image paths or arrays with a pretrained backbone, caching every embedding.
+    """Embed images, image paths, arrays or texts with a pretrained backbone, caching each embedding.
 
     The embedding of a sample is what the network feeds its head (the head is replaced by
-    ``nn.Identity``), or, with ``layer=``, the pooled output of one layer group. Embeddings are
+    ``nn.Identity``), or, with ``layer=``, the pooled output of one layer group. For a Hugging Face
+    text encoder it is the encoder's token states (of its last layer, or of ``layer``) pooled over
+    the real tokens, padding left out: with ``pooling="avg"``, the sentence embedding that
+    sentence-transformers models are trained to give. Embeddings are
     cached (see ``cache``), so fitting this transformer in every fold of a cross-validation or at
     every point of a grid search runs the backbone once per distinct sample.
 
@@ -129,7 +140,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     ----------
     model : str, torch.nn.Module or type
         As for ``PretrainedFineTuner``: a torchvision classification model name, your own module
-        (instance, deep-copied, or class) whose head is its last ``nn.Linear`` (or ``head=``).
+        (instance, deep-copied, or class) whose head is its last ``nn.Linear`` (or ``head=``), or
+        a Hugging Face text encoder (a local directory or an ``"org/name"`` id; ``X`` is then
+        texts, and ``pip install skadapt[text]`` is needed).
     weights : str, path or None, default=None
         ``"DEFAULT"`` or a torchvision weights name, a checkpoint path, or None (the module's own
         weights; random for names).
@@ -142,8 +155,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     pooling : {"avg", "max"}, default="avg"
         How an activation with more than two dimensions becomes one vector per sample: feature
         maps ``(n, c, h, w)`` are pooled over ``h, w``, token sequences ``(n, tokens, d)`` over
-        the tokens. Outputs that are already ``(n, d)`` are kept as they are. Channels-last
-        maps (Swin's ``features.*``, ``(n, h, w, c)``) are not told apart: pool them yourself.
+        the tokens (for texts, the real tokens only). Outputs that are already ``(n, d)`` are kept
+        as they are. Channels-last maps (Swin's ``features.*``, ``(n, h, w, c)``) are not told
+        apart: pool them yourself.
     image_size : int, optional
         Input size for image files and PIL images (required without torchvision weights); for
         arrays, resize to it.
@@ -152,13 +166,19 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         Arrays are taken as already normalized unless these are given.
     path_column : str, optional
         The column holding image paths when ``X`` is a DataFrame.
+    max_length : int, default=128
+        Text models: texts are truncated to this many tokens (part of the cache key).
+    empty_text : {"raise", "allow"}, default="raise"
+        Text models: missing (None/NaN) or empty texts raise an error naming their positions, or
+        are embedded as empty texts.
     batch_size : int, default=64
     num_workers : int, default=0
         DataLoader workers (image files are decoded in parallel).
     cache : bool, default=True
         Keep embeddings in this process's in-memory cache (bounded: 512 MiB by default, least
         recently used first; see ``skadapt.finetune._cache``), keyed by each sample's content and
-        a fingerprint of the backbone, its weights, ``layer``, ``pooling`` and the preprocessing.
+        a fingerprint of the backbone, its weights, ``layer``, ``pooling`` and the preprocessing
+        (for texts, ``max_length``).
     cache_dir : str or path-like, optional
         Also keep embeddings on disk there, shared by processes (``GridSearchCV(n_jobs=...)``)
         and runs; corrupted entries are detected and recomputed.
@@ -193,8 +213,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, model, weights=None, *, head=None, layer=None, pooling="avg",
-                 image_size=None, mean=None, std=None, path_column=None, batch_size=64,
-                 num_workers=0, cache=True, cache_dir=None, device="auto", progress=False):
+                 image_size=None, mean=None, std=None, path_column=None, max_length=128,
+                 empty_text="raise", batch_size=64, num_workers=0, cache=True, cache_dir=None, device="auto",
+                 progress=False):
         self.model = model
         self.weights = weights
         self.head = head
@@ -204,6 +225,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self.mean = mean
         self.std = std
         self.path_column = path_column
+        self.max_length = max_length
+        self.empty_text = empty_text
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.cache = cache
@@ -230,7 +253,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self.network_ = network
         self.device_ = device
         self.computation_ = fingerprint(module_fingerprint(network.module),
-                                        f"layer={self.layer}", f"pooling={self.pooling}", "fp32")
+                                        f"layer={self.layer}", f"pooling={self.pooling}", "fp32",
+                                        f"max_length={self.max_length}" if self._text else "")
         if inputs.kind == "array" and inputs.items.ndim == 2:
             self.n_features_in_ = inputs.items.shape[1]
         self.n_features_out_ = self._first_embedding(inputs).shape[1]
@@ -263,16 +287,18 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         return np.asarray([f"emb{i}" for i in range(self.n_features_out_)], dtype=object)
 
     # ----------------------------------------------------------------- internals
+    @property
+    def _text(self) -> bool:
+        return is_text_model(self.model)
+
     def _validate_parameters(self) -> None:
-        if is_text_model(self.model):
-            raise ValueError(f"model={self.model!r} is a text encoder: PretrainedFeatureExtractor "
-                             "embeds images, image paths and arrays. Pass a torchvision model name "
-                             "or an nn.Module.")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling={self.pooling!r}: pass one of {POOLINGS}.")
+        if self.empty_text not in EMPTY_TEXT:
+            raise ValueError(f"empty_text={self.empty_text!r}: pass 'raise' or 'allow'.")
         if self.layer is not None and not isinstance(self.layer, str):
             raise TypeError(f"layer={self.layer!r}: pass None or a layer group name (str).")
-        for name, low in (("batch_size", 1), ("num_workers", 0)):
+        for name, low in (("batch_size", 1), ("num_workers", 0), ("max_length", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name}={value!r}: pass an int >= {low}.")
@@ -287,10 +313,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
                                  "disk cache, or drop cache_dir.")
 
     def _adapt(self, X) -> Inputs:
-        inputs = adapt_inputs(X, path_column=self.path_column)
-        if inputs.kind == "texts":  # only adapt_texts makes texts; kept for Inputs passed as is
-            raise ValueError("X holds texts: PretrainedFeatureExtractor embeds images and arrays.")
-        return inputs
+        if self._text:  # the model decides: a path and a sentence are both str
+            return adapt_texts(X, empty_text=self.empty_text)
+        return adapt_inputs(X, path_column=self.path_column)
 
     def _transform(self, kind: str, preprocessing=None):
         return make_transform(kind, train=False, preprocessing=preprocessing,
@@ -304,8 +329,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
     def _layer_module(self, network: ResolvedNetwork) -> nn.Module | None:
-        if self.layer is None:
-            return None
+        if self.layer is None:  # the head's input; for texts, the token states before pooling
+            return network.module.backbone if self._text else None
         groups = {group.name: group for group in network.groups}
         if self.layer not in groups:
             raise ValueError(f"layer={self.layer!r} is not a layer group of this network: pass one "
@@ -322,6 +347,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         try:
             return self._embed(first)
         except RuntimeError as error:  # torch's shape errors, e.g. "mat1 and mat2 shapes ..."
+            if self._text:
+                raise
             dataset = InputDataset(first, transform=self._transform(inputs.kind,
                                                                     self.network_.preprocessing))
             shape = tuple(dataset[0][0].shape)
@@ -336,17 +363,35 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         computation = fingerprint(self.computation_, transform_fingerprint(transform))
         forward = partial(_embedding_forward, self.network_.module,
                           self._layer_module(self.network_), self.pooling, self.device_)
+        collate = self.network_.collate(self.max_length) if self._text else None
         return _embed(forward, inputs, transform, cache=cache, computation=computation,
                       batch_size=self.batch_size, num_workers=self.num_workers,
-                      progress=self.progress)
+                      progress=self.progress, collate=collate)
 
 
 def _embedding_forward(module: nn.Module, layer: nn.Module | None, pooling: str,
-                       device: torch.device, x: torch.Tensor) -> np.ndarray:
+                       device: torch.device, x: torch.Tensor | Mapping) -> np.ndarray:
+    if isinstance(x, Mapping):  # tokenized texts
+        return _text_embedding(module, layer, pooling, device, x)
     x = x.to(device, non_blocking=True)
     with torch.inference_mode():
         output = module(x) if layer is None else _output_of(module, layer, x)
         return _pool(_first_tensor(output), pooling).float().cpu().numpy()
+
+
+def _text_embedding(module: nn.Module, layer: nn.Module, pooling: str, device: torch.device,
+                    batch: Mapping) -> np.ndarray:
+    """``layer``'s token states pooled over the real tokens: padding must not count, or a text's
+    embedding would depend on the longest text of its batch."""
+    batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    with torch.inference_mode():
+        states = _first_tensor(_output_of(module, layer, batch)).float()
+        real = batch["attention_mask"].unsqueeze(-1).bool()
+        if pooling == "avg":
+            pooled = (states * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+        else:
+            pooled = states.masked_fill(~real, float("-inf")).amax(dim=1)
+        return pooled.cpu().numpy()
 
 
 def _output_of(module: nn.Module, layer: nn.Module, x) -> torch.Tensor:
