@@ -1,4 +1,4 @@
-"""The package's public names: each one importable from ``skadapt``, torch loaded only when needed."""
+"""The package's public names: each importable from ``skadapt``, torch loaded only when needed."""
 
 import subprocess
 import sys

@@ -4,8 +4,9 @@ Two users of one engine (:func:`_embed`: look every sample up in the cache, run 
 the missing ones only, in batches, and fill the cache):
 
 - :class:`PretrainedFeatureExtractor`, an sklearn transformer: images, image paths, arrays or
-  texts in, embeddings out, so ``make_pipeline(PretrainedFeatureExtractor(...), LogisticRegression())`` is a
-  linear probe whose backbone runs once per sample however many folds and grid points reuse it;
+  texts in, embeddings out, so ``make_pipeline(PretrainedFeatureExtractor(...),
+  LogisticRegression())`` is a linear probe whose backbone runs once per sample however many
+  folds and grid points reuse it;
 - the fine-tuner's frozen-backbone path: :func:`cached_backbone_features` gives the input of the
   head for every sample, :func:`head_only_module` the part of the network that trains on it, and
   :func:`cache_applicable` / :func:`why_cache_not_applicable` say whether training the head on
@@ -126,7 +127,7 @@ def _first_tensor(output):
 
 # --------------------------------------------------------------------------- the transformer
 class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
-    """Embed images, image paths, arrays or texts with a pretrained backbone, caching each embedding.
+    """Embed images, image paths, arrays or texts with a pretrained network, caching each one.
 
     The embedding of a sample is what the network feeds its head (the head is replaced by
     ``nn.Identity``), or, with ``layer=``, the pooled output of one layer group. For a Hugging Face
@@ -214,8 +215,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def __init__(self, model, weights=None, *, head=None, layer=None, pooling="avg",
                  image_size=None, mean=None, std=None, path_column=None, max_length=128,
-                 empty_text="raise", batch_size=64, num_workers=0, cache=True, cache_dir=None, device="auto",
-                 progress=False):
+                 empty_text="raise", batch_size=64, num_workers=0, cache=True, cache_dir=None,
+                 device="auto", progress=False):
         self.model = model
         self.weights = weights
         self.head = head
@@ -400,7 +401,7 @@ def _output_of(module: nn.Module, layer: nn.Module, x) -> torch.Tensor:
 
 
 def _input_of(module: nn.Module, layer: nn.Module, x) -> torch.Tensor:
-    """The first input of ``layer`` (the head) when ``module`` runs on ``x``; the head is not run."""
+    """The first input of ``layer`` (the head) when ``module`` runs on ``x``; it is not run."""
     return _intercept(module, layer, x, take_input=True, what="head")
 
 
