@@ -1,12 +1,16 @@
-"""sklearn's own estimator checks on the fine-tuners, with a tiny user network of lazy layers.
+"""sklearn's own estimator checks on the fine-tuners and the feature extractor.
 
-A lazy first layer (``nn.LazyLinear``) lets one network fit the many feature counts the checks use.
+The checks use many feature counts: the fine-tuners get a network whose first layer is lazy
+(``nn.LazyLinear``); the extractor, which has no ``random_state`` (a pretrained network is the
+same every fit), a network without random weights before its head, so its embeddings are the same
+every fit, as the checks require.
 """
 
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from skadapt import PretrainedFineTuner, PretrainedFineTunerRegressor
+from skadapt import PretrainedFeatureExtractor, PretrainedFineTuner, PretrainedFineTunerRegressor
 
 # Checks that cannot pass on a skorch NeuralNet, each with the reason.
 SKORCH_LIMITS = {
@@ -37,4 +41,21 @@ SETTINGS = dict(freeze="none", max_epochs=20, lr=1e-2, random_state=0)
     expected_failed_checks=lambda estimator: SKORCH_LIMITS,
 )
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+class RowSummary(nn.Module):
+    """Embeds a row as the mean and the maximum of its squashed values, whatever its length."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(2, 2)
+
+    def forward(self, x):
+        squashed = torch.tanh(x)
+        return self.head(torch.stack([squashed.mean(1), squashed.amax(1)], dim=1))
+
+
+@parametrize_with_checks([PretrainedFeatureExtractor(RowSummary)])
+def test_sklearn_transformer_checks_on_the_extractor(estimator, check):
     check(estimator)
