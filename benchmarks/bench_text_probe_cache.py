@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_grid_cache import timed_fit  # noqa: E402
 from benchmarks.text_domains import SITES, load_site, minilm_path  # noqa: E402
 from skadapt import PretrainedFeatureExtractor  # noqa: E402
 from skadapt.finetune._cache import shared_cache  # noqa: E402
@@ -40,12 +40,6 @@ def search(cached: bool) -> GridSearchCV:
                           LogisticRegression(max_iter=2000))
     return GridSearchCV(probe, {"logisticregression__C": C_VALUES},
                         cv=StratifiedKFold(5, shuffle=True, random_state=0))
-
-
-def timed_fit(search: GridSearchCV, X, y) -> float:
-    start = time.perf_counter()
-    search.fit(X, y)
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> None:

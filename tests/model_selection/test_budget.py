@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import make_classification
 from sklearn.dummy import DummyClassifier
@@ -19,6 +18,8 @@ from skadapt.finetune import PretrainedFineTuner
 from skadapt.model_selection import compare_models
 from skadapt.model_selection._budget import n_parameters
 from tests.finetune.conftest import TinyCNN, color_task
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 COLUMNS = ["score_mean", "score_std", "n_parameters", "size_mb", "latency_ms", "fit_time_s",
            "within_budget"]
@@ -39,14 +40,6 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
         time.sleep(self.delay)
         return self.dummy_.predict(X)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny forward passes: extra threads only add overhead on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

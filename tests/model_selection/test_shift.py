@@ -18,13 +18,7 @@ SENTENCES = SHARED / "data" / "sentiment_labelled_sentences"
 TINY_GROUPS = ["stem", "stage1", "stage2", "stage3"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny forward passes: extra threads only add overhead on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

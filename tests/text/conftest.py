@@ -14,15 +14,8 @@ FILLER = ["the", "phone", "movie", "food", "was", "really", "this", "service", "
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tiny models' operations are so small that threads only add overhead (and on a busy
-    machine, spin-waiting threads make a batch 10-100x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread_per_text_module(one_torch_thread):
+    """Every text test module runs with one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

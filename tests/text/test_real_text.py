@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from sklearn.model_selection import train_test_split
 
 from benchmarks.text_domains import SENTENCES, load_site
@@ -19,16 +18,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def one_thread():
-    # on a shared 2-core machine one thread trains MiniLM several times faster than two
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_minilm_fine_tuned_on_amazon_beats_frozen_embeddings_in_and_across_domains(one_thread):
+def test_minilm_fine_tuned_on_amazon_beats_frozen_embeddings_in_and_across_domains():
     X, y = load_site("amazon")
     train, test = train_test_split(np.arange(len(y)), train_size=600, stratify=y, random_state=0)
     X_yelp, y_yelp = load_site("yelp")
