@@ -24,6 +24,8 @@ _SUBPACKAGE_OF = {
     "PretrainedFeatureExtractor": "finetune",
     "PretrainedFineTuner": "finetune",
     "PretrainedFineTunerRegressor": "finetune",
+    "LRFinderResult": "finetune",
+    "lr_find": "finetune",
     "EvaluationReport": "evaluation",
     "evaluate": "evaluation",
     "DomainShiftResult": "model_selection",
@@ -52,9 +54,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and the API reference read
     from skadapt.evaluation import EvaluationReport, evaluate
     from skadapt.finetune import (
+        LRFinderResult,
         PretrainedFeatureExtractor,
         PretrainedFineTuner,
         PretrainedFineTunerRegressor,
+        lr_find,
     )
     from skadapt.model_selection import (
         DomainShiftResult,

@@ -157,6 +157,30 @@ def test_fit_from_a_tsv_of_texts_with_a_text_model(workspace):
     assert sum(map(sum, report["confusion_matrix"])) == 4  # 20% of 20 reviews held out
 
 
+def test_fit_with_lr_auto_uses_the_range_test_suggestion_and_plots_it(workspace):
+    result = skadapt("fit", "table.csv", "--model", "cli_nets.py:mlp", "--freeze", "none",
+                     "--epochs", "2", "--batch-size", "8", "--lr", "auto", "--out", "auto.joblib",
+                     "--quiet", cwd=workspace)
+    found = re.findall(r"^Suggested learning rate: (\S+) \(valley, \d+ steps\); plot in (.+)$",
+                       result.stdout, re.MULTILINE)
+    assert len(found) == 1, result.stdout
+    lr, plot = found[0]
+    model = joblib.load(workspace / "auto.joblib")
+    assert model.lr == float(lr) and 1e-7 <= model.lr <= 10
+    assert Path(plot) == Path("auto-report") / "lr_find.png"
+    assert (workspace / plot).read_bytes().startswith(b"\x89PNG")
+    assert (workspace / "auto-report" / "report.html").is_file()  # the report folder as usual
+
+
+def test_a_bad_lr_is_a_usage_error_on_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "photos", "--lr", "fast"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == ("skadapt fit: error: argument --lr: 'fast': pass a learning rate "
+                     "(e.g. 0.001) or 'auto'")
+
+
 # --------------------------------------------------------------------------- evaluate, predict
 def test_evaluate_prints_the_metrics_and_writes_the_report(fitted, workspace):
     path, _ = fitted

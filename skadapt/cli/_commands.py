@@ -17,6 +17,7 @@ import pandas as pd
 import torchvision
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback, ProgressBar
 from torch import nn
@@ -24,10 +25,11 @@ from tqdm.auto import tqdm
 
 from skadapt.cli._data import Data, read_data
 from skadapt.evaluation import evaluate
-from skadapt.finetune import PretrainedFineTuner
+from skadapt.finetune import PretrainedFineTuner, lr_find
 from skadapt.text import is_text_model
 
 _CHUNK_BATCHES = 8  # predict shows progress every this many batches
+_DEFAULT_LR = 1e-3
 _MODULE_SPEC = re.compile(r"^(?P<source>[\w.]+|.+\.py):(?P<attr>[\w.]+)$")
 
 
@@ -95,7 +97,8 @@ def _weights_option(weights: str, model) -> object:
 def _build_estimator(args, model) -> PretrainedFineTuner:
     return PretrainedFineTuner(
         model, _weights_option(args.weights, model), head=args.head, freeze=args.freeze,
-        unfreeze_at=args.unfreeze_at, unfreeze_lr=args.unfreeze_lr, lr=args.lr,
+        unfreeze_at=args.unfreeze_at, unfreeze_lr=args.unfreeze_lr,
+        lr=_DEFAULT_LR if args.lr == "auto" else args.lr,  # "auto": set by the range test
         max_epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
         validation_fraction=args.validation_fraction, patience=args.patience,
         max_length=args.max_length,
@@ -171,14 +174,18 @@ def run_fit(args) -> int:
     out, report_dir = Path(args.out), _report_dir(args)
     _check_writable_file(out, "--out")
     print(f"Fitting {_model_name(model)} on {data.source}", flush=True)
+    split = _holdout_split(data, args) if args.holdout and not args.cv else None
+    if args.lr == "auto":  # on the data the saved model trains on: never the held-out part
+        rows = split[0] if split is not None else np.arange(len(data))
+        estimator.set_params(lr=_find_lr(estimator, data, rows, report_dir))
     report = None
     if args.cv:
         folds = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
         print(f"Cross-validating: {args.cv} folds, then a final fit on all the data", flush=True)
         report = evaluate(estimator, data.X, data.y, cv=folds)
         fitted = estimator.fit(data.X, data.y)
-    elif args.holdout:
-        train, test = _holdout_split(data, args)
+    elif split is not None:
+        train, test = split
         print(f"Training on {len(train)} samples, holding out {len(test)} for the report",
               flush=True)
         report = evaluate(estimator, data.X, data.y, cv=[(train, test)])
@@ -195,6 +202,26 @@ def run_fit(args) -> int:
         _print_scores(report)
         print(f"Report written to {report.save(report_dir)}")
     return 0
+
+
+def _find_lr(estimator: PretrainedFineTuner, data: Data, rows: np.ndarray,
+             report_dir: Path) -> float:
+    """``--lr auto``: the rate a learning-rate range test on ``rows`` suggests (3 significant
+    digits, as printed); its plot goes to ``lr_find.png`` in the report folder."""
+    print(f"Learning-rate range test on {len(rows)} samples", flush=True)
+    result = lr_find(estimator, _safe_indexing(data.X, rows), data.y[rows])
+    lr = float(f"{result.suggestion:.3g}")
+    try:
+        ax = result.plot()
+    except ImportError:
+        plot = "no plot: matplotlib is missing (pip install skadapt[plots])"
+    else:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        ax.figure.savefig(report_dir / "lr_find.png", dpi=100)
+        plot = f"plot in {report_dir / 'lr_find.png'}"
+    print(f"Suggested learning rate: {lr:g} ({result.method}, {len(result.lrs)} steps); {plot}",
+          flush=True)
+    return lr
 
 
 def _holdout_split(data: Data, args) -> tuple[np.ndarray, np.ndarray]:

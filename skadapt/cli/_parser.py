@@ -180,7 +180,10 @@ def _add_fit(commands) -> None:
                         help="learning rate once unfrozen (default: --lr / 10)")
     tuning.add_argument("--epochs", type=_positive_int, default=10, metavar="N",
                         help="maximum number of epochs")
-    tuning.add_argument("--lr", type=float, default=1e-3, help="learning rate of the new head")
+    tuning.add_argument("--lr", type=_lr_or_auto, default=1e-3, metavar="LR|auto",
+                        help="learning rate of the new head, or 'auto': run a learning-rate "
+                             "range test on the training data first, use the rate it suggests "
+                             "and plot the test as lr_find.png in the report folder")
     tuning.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="samples per training step")
     tuning.add_argument("--image-size", type=_positive_int, metavar="PIXELS",
@@ -325,6 +328,19 @@ def _cv_folds(text: str) -> int:
     value = _int(text)
     if value == 1 or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: pass K >= 2 folds, or 0 for a holdout")
+    return value
+
+
+def _lr_or_auto(text: str) -> float | str:
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: pass a learning rate (e.g. 0.001) or "
+                                         "'auto'") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: pass a positive learning rate or 'auto'")
     return value
 
 

@@ -2,5 +2,7 @@
 
 from skadapt.finetune._estimator import PretrainedFineTuner, PretrainedFineTunerRegressor
 from skadapt.finetune._extractor import PretrainedFeatureExtractor
+from skadapt.finetune._lr_finder import LRFinderResult, lr_find
 
-__all__ = ["PretrainedFeatureExtractor", "PretrainedFineTuner", "PretrainedFineTunerRegressor"]
+__all__ = ["LRFinderResult", "PretrainedFeatureExtractor", "PretrainedFineTuner",
+           "PretrainedFineTunerRegressor", "lr_find"]
