@@ -10,7 +10,7 @@ lives in overrides of a few well-defined hooks:
 - ``initialize_optimizer``: one parameter group per trainable layer group (``_freezing``);
 - ``get_split_datasets`` / ``get_dataset`` / ``get_iterator``: any kind of input (``_inputs``), with
   train-time augmentation on the training part only;
-- ``_set_training``: frozen BatchNorm layers stay in inference mode on every batch;
+- ``_set_training``: frozen parts (dropout, drop-path, BatchNorm) stay in inference mode on every batch;
 - the ``fine_tuning`` callback (``_schedule``): staged and gradual unfreezing, learning rates.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import time
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from torch.utils.data import Dataset
 
 from skadapt.finetune._backbones import resolve_network
@@ -53,10 +54,10 @@ from skadapt.finetune._extractor import (
 from skadapt.finetune._freezing import (
     apply_freeze,
     frozen_at_epoch,
-    frozen_batchnorm_modules,
     head_parameters,
+    inference_mode_modules,
     parameter_groups,
-    set_batchnorm_inference,
+    set_inference_mode,
     validate_freeze,
     validate_schedule,
 )
@@ -69,10 +70,19 @@ from skadapt.finetune._inputs import (
     image_sizes,
     make_transform,
 )
+from skadapt.finetune._probe import solve_classifier_head, solve_regressor_head
 from skadapt.finetune._schedule import FineTuningSchedule
+from skadapt.finetune._validation import (
+    PlannedEarlyStopping,
+    check_validation_parameters,
+    plan_validation,
+    summarize,
+)
+from skadapt.finetune._weights import WeightedDataset, fit_weights, target_of, weighted_loss
 from skadapt.text._encoder import is_text_model, validate_text_parameters
 
 _LR_SCHEDULES = ("cosine", "constant")
+_HEAD_SOLVERS = ("auto", "convex", "gradient")
 _KIND_NAMES = {"array": "numeric arrays", "files": "image files", "pil": "PIL images",
                "texts": "texts"}
 
@@ -109,6 +119,9 @@ class _PretrainedNet(NeuralNet):
         lora_alpha=16,
         empty_text="raise",
         feature_cache="auto",
+        head_solver="auto",
+        head_C=1.0,
+        class_weight=None,
         cache_dir=None,
         image_cache_mb=1024,
         lr=1e-3,
@@ -116,8 +129,8 @@ class _PretrainedNet(NeuralNet):
         warmup=0.1,
         max_epochs=10,
         batch_size=32,
-        validation_fraction=0.1,
-        patience=5,
+        validation_fraction="auto",
+        patience="auto",
         num_workers=0,
         random_state=None,
         device="auto",
@@ -151,6 +164,9 @@ class _PretrainedNet(NeuralNet):
         self.lora_alpha = lora_alpha
         self.empty_text = empty_text
         self.feature_cache = feature_cache
+        self.head_solver = head_solver
+        self.head_C = head_C
+        self.class_weight = class_weight
         self.cache_dir = cache_dir
         self.image_cache_mb = image_cache_mb
         self.lr_schedule = lr_schedule
@@ -176,11 +192,9 @@ class _PretrainedNet(NeuralNet):
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             *self._scoring_callbacks(),
             ("fine_tuning", FineTuningSchedule()),
+            ("early_stopping", PlannedEarlyStopping()),
+            ("print_log", PrintLog()),
         ]
-        if self.validation_fraction is not None and self.patience is not None:
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.patience, load_best=True, sink=_silent)))
-        callbacks.append(("print_log", PrintLog()))
         return callbacks
 
     def _scoring_callbacks(self):
@@ -199,9 +213,11 @@ class _PretrainedNet(NeuralNet):
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup={self.warmup!r} is the fraction of a stage spent warming up: "
                              "pass a number in [0, 1).")
-        if self.validation_fraction is not None and not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction={self.validation_fraction!r}: pass a fraction "
-                             "in (0, 1), or None to train on all the data without early stopping.")
+        check_validation_parameters(self.validation_fraction, self.patience)
+        if self.head_solver not in _HEAD_SOLVERS:
+            raise ValueError(f"head_solver={self.head_solver!r}: pass one of {_HEAD_SOLVERS}.")
+        _check_positive("head_C", self.head_C)
+        self._check_class_weight()
         if not isinstance(self.image_cache_mb, numbers.Real) or self.image_cache_mb < 0:
             raise ValueError(f"image_cache_mb={self.image_cache_mb!r}: pass a size in MiB >= 0.")
         if self.feature_cache not in ("auto", False):
@@ -218,8 +234,17 @@ class _PretrainedNet(NeuralNet):
             empty_text=self.empty_text)
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fine-tune the pretrained network on ``X``, ``y``.
+
+        Parameters
+        ----------
+        X : array-like, image paths, PIL images, texts or DataFrame
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample in the loss (multiplied by ``class_weight``'s).
+        **fit_params
+            Passed on to skorch.
 
         Returns
         -------
@@ -230,7 +255,8 @@ class _PretrainedNet(NeuralNet):
         if len(inputs) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {len(inputs)} sample.")
         y = self._check_target(y, len(inputs))
-        inputs, y = self._drop_bad_images(inputs, y)
+        weights = fit_weights(y, len(inputs), sample_weight, self._class_weights())
+        inputs, y, weights = self._drop_bad_images(inputs, y, weights)
         self.input_kind_ = inputs.kind
         self.n_features_in_ = _n_features(inputs)
         with seeded(self.random_state):
@@ -239,11 +265,37 @@ class _PretrainedNet(NeuralNet):
             reason = self._why_not_cached(inputs)
             self.training_path_ = "cached backbone features" if reason is None else (
                 f"full network ({reason})")
+            self.head_solver_ = self._resolve_head_solver(reason)
             if reason is None:
-                self._fit_head_on_cached_features(inputs, y, **fit_params)
+                self._fit_head_on_cached_features(inputs, y, weights, **fit_params)
             else:
-                NeuralNet.partial_fit(self, inputs, y, **fit_params)
+                self._train(inputs, y, weights, **fit_params)
         return self
+
+    def _resolve_head_solver(self, reason: str | None) -> str:
+        """``"convex"`` or ``"gradient"``: how the head is fitted (see ``head_solver``)."""
+        if self.head_solver == "gradient":
+            return "gradient"
+        why_not = reason or ("a custom criterion" if self.criterion is not None else None)
+        if why_not is None:
+            return "convex"
+        if self.head_solver == "convex":
+            raise ValueError(f"head_solver='convex' solves a linear head on cached features of a "
+                             f"frozen backbone, which this fit cannot use: {why_not}. Pass "
+                             "head_solver='auto' or 'gradient'.")
+        return "gradient"
+
+    def _train(self, inputs, y, weights, **fit_params) -> None:
+        """skorch's training loop under the validation policy, with the samples' weights."""
+        plan = plan_validation(len(inputs), self.validation_fraction, self.patience,
+                               self.max_epochs)
+        self.validation_plan_ = plan
+        self._fit_weights = weights
+        try:
+            NeuralNet.partial_fit(self, inputs, y, **fit_params)
+        finally:
+            del self._fit_weights  # transient: not a parameter, not fitted state
+        self.validation_ = summarize(plan, self.history, dict(self.callbacks_).get("early_stopping"))
 
     def _why_not_cached(self, inputs: Inputs) -> str | None:
         """Why the frozen backbone's features cannot be computed once for this fit, or None."""
@@ -253,19 +305,45 @@ class _PretrainedNet(NeuralNet):
             return "the backbone trains during the fit"
         if inputs.kind not in ("array", "files", "pil"):
             return f"no feature cache for {_KIND_NAMES[inputs.kind]}"
+        if self.adapter is not None:
+            return "adapters train inside the backbone"
         if self.augment is True or callable(self.augment) or (
                 self.augment == "auto" and inputs.kind != "array"):
             return "train-time augmentation is on"
         return why_cache_not_applicable(self.network_, partial(self._example_batch, inputs))
 
-    def _fit_head_on_cached_features(self, inputs: Inputs, y, **fit_params) -> None:
-        """Run the frozen backbone once per sample (cached across fits), then train the head alone.
+    def _fit_head_on_cached_features(self, inputs: Inputs, y, weights, **fit_params) -> None:
+        """Run the frozen backbone once per sample (cached across fits), then fit the head alone:
+        solved as the convex problem it is, or trained by the optimizer (``head_solver_``).
 
         The head module is shared with ``module_``, so the full network predicts with what it learned.
         """
         features = self._cached_features(inputs)
-        with self._head_only():
-            NeuralNet.partial_fit(self, features, y, **fit_params)
+        if self.head_solver_ == "gradient":
+            with self._head_only():
+                self._train(features, y, weights, **fit_params)
+            return
+        head = self.module_.get_submodule(self.network_.head[-1])
+        start = time.perf_counter()
+        self.head_solution_ = self._solve_head(head, features.items, y, weights, self.head_C)
+        self.initialize_history()
+        self.history.new_epoch()
+        self.history.record("epoch", 1)
+        self.history.record("train_loss", self._loss_of(features, y, weights))
+        self.history.record("dur", time.perf_counter() - start)
+        self.validation_plan_ = plan_validation(0, None, None, 1)
+        self.validation_ = summarize(self.validation_plan_, self.history)
+        self.validation_["policy"] = "convex head: solved on every sample, no epochs to pick"
+
+    def _loss_of(self, features: Inputs, y, weights) -> float:
+        """The (weighted) training loss of the network's head on cached features."""
+        with torch.no_grad(), self._head_only():
+            self._set_training(False)
+            out = self.infer(torch.from_numpy(features.items))
+            target = torch.as_tensor(y)
+            if weights is None:
+                return float(self.get_loss(out, target))
+            return float(weighted_loss(self.criterion_, out, target, torch.from_numpy(weights)))
 
     def _cached_features(self, inputs: Inputs) -> Inputs:
         """The backbone's output (the head's input) for every sample, from the feature cache."""
@@ -287,13 +365,18 @@ class _PretrainedNet(NeuralNet):
         finally:
             self.module_ = network
 
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """One more pass of ``max_epochs`` over ``X``, ``y``, keeping the weights (fits if unfitted)."""
+    def partial_fit(self, X, y=None, classes=None, sample_weight=None, **fit_params):
+        """One more pass of ``max_epochs`` over ``X``, ``y``, keeping the weights (fits if unfitted).
+
+        The whole network trains by gradient steps (no feature cache, no convex head).
+        """
         if not self.initialized_:
-            return self.fit(X, y, **fit_params)
+            return self.fit(X, y, sample_weight=sample_weight, **fit_params)
         inputs = self._check_features(self._adapt(X))
         y = self._encode_target(_check_y(y, len(inputs)))
-        return NeuralNet.partial_fit(self, inputs, y, **fit_params)
+        weights = fit_weights(y, len(inputs), sample_weight, self._class_weights())
+        self._train(inputs, y, weights, **fit_params)
+        return self
 
     def _check_features(self, inputs):
         """Refuse rows whose number of features differs from those seen in ``fit``."""
@@ -382,7 +465,7 @@ class _PretrainedNet(NeuralNet):
     def set_frozen(self, frozen: set[str]) -> None:
         """Freeze exactly the parameters named in ``frozen`` (the schedule calls this)."""
         self.frozen_ = set(frozen)
-        self.frozen_batchnorm_ = apply_freeze(self.module_, self.frozen_, train_bn=self.train_bn)
+        self.inference_modules_ = apply_freeze(self.module_, self.frozen_, train_bn=self.train_bn)
         n_total = sum(p.numel() for p in self.module_.parameters())
         self.trainable_fraction_ = self.n_trainable_parameters() / max(n_total, 1)
 
@@ -392,7 +475,7 @@ class _PretrainedNet(NeuralNet):
     def _set_training(self, training=True):
         super()._set_training(training)
         if training:
-            set_batchnorm_inference(self.frozen_batchnorm_)
+            set_inference_mode(self.inference_modules_)
 
     # ----------------------------------------------------------------- data
     def _adapt(self, X) -> Inputs | Dataset:
@@ -402,17 +485,17 @@ class _PretrainedNet(NeuralNet):
             return adapt_texts(X, empty_text=self.empty_text)
         return adapt_inputs(X, path_column=self.path_column)
 
-    def _drop_bad_images(self, inputs: Inputs, y):
+    def _drop_bad_images(self, inputs: Inputs, y, weights):
         if self.on_bad_image != "skip" or inputs.kind != "files":
-            return inputs, y
+            return inputs, y, weights
         bad = find_unreadable(inputs)
         if not bad:
-            return inputs, y
+            return inputs, y, weights
         shown = "; ".join(f"{inputs.items[i]} ({why})" for i, why in bad[:5])
         warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(inputs)}: {shown}",
                       UserWarning, stacklevel=3)
         keep = np.setdiff1d(np.arange(len(inputs)), [i for i, _ in bad])
-        return inputs.subset(keep), y[keep]
+        return inputs.subset(keep), y[keep], (None if weights is None else weights[keep])
 
     def _transform(self, kind: str, train: bool):
         if kind == "features":
@@ -430,11 +513,20 @@ class _PretrainedNet(NeuralNet):
         return InputDataset(inputs, y, transform=self._transform(inputs.kind, train=training))
 
     def get_split_datasets(self, X, y=None, **fit_params):
-        if self.validation_fraction is None:
-            return self._fit_dataset(X, y, training=True), None
-        train_idx, valid_idx = self._validation_split(y)
-        return (self._fit_dataset(X.subset(train_idx), y[train_idx], training=True),
-                self._fit_dataset(X.subset(valid_idx), y[valid_idx], training=False))
+        weights = getattr(self, "_fit_weights", None)
+        fraction = self.validation_plan_.fraction
+        if fraction is None:
+            return self._weighted(self._fit_dataset(X, y, training=True), weights), None
+        train_idx, valid_idx = self._validation_split(y, fraction)
+        parts = []
+        for indices, training in ((train_idx, True), (valid_idx, False)):
+            dataset = self._fit_dataset(X.subset(indices), y[indices], training=training)
+            parts.append(self._weighted(dataset, None if weights is None else weights[indices]))
+        return tuple(parts)
+
+    @staticmethod
+    def _weighted(dataset, weights):
+        return dataset if weights is None else WeightedDataset(dataset, weights)
 
     def _fit_dataset(self, X, y, training: bool):
         """A dataset read every epoch: image files are decoded and resized once per fit, into a
@@ -452,21 +544,20 @@ class _PretrainedNet(NeuralNet):
             dataset.predecode(num_workers=self.num_workers, batch_size=self.batch_size)
         return dataset
 
-    def _validation_split(self, y):
+    def _validation_split(self, y, fraction: float):
         indices = np.arange(len(y))
         stratify = self._stratify_labels(y)
         try:
-            return train_test_split(indices, test_size=self.validation_fraction,
+            return train_test_split(indices, test_size=fraction,
                                     random_state=self.random_state, stratify=stratify)
         except ValueError as error:
             if stratify is None:
-                raise ValueError(f"validation_fraction={self.validation_fraction} leaves no "
+                raise ValueError(f"validation_fraction={fraction} leaves no "
                                  f"sample to train or validate on ({len(y)} samples): pass "
                                  "validation_fraction=None.") from error
             warnings.warn(f"could not stratify the internal validation split ({error}); "
                           "splitting at random instead.", UserWarning, stacklevel=2)
-            return train_test_split(indices, test_size=self.validation_fraction,
-                                    random_state=self.random_state)
+            return train_test_split(indices, test_size=fraction, random_state=self.random_state)
 
     def _stratify_labels(self, y):
         return None
@@ -499,6 +590,12 @@ class _PretrainedNet(NeuralNet):
             out = out[0]
         return out.float()
 
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        if isinstance(y_true, Mapping):  # weighted samples (WeightedDataset)
+            target = y_true["target"].to(y_pred.device)
+            return weighted_loss(self.criterion_, y_pred, target, y_true["weight"].to(y_pred.device))
+        return super().get_loss(y_pred, y_true, X=X, training=training)
+
     def evaluation_step(self, batch, training=False):
         if training:
             return super().evaluation_step(batch, training=True)
@@ -523,12 +620,12 @@ class _PretrainedNet(NeuralNet):
         check_is_fitted(self, attributes or ["module_", "network_"])
 
     def __getstate__(self):
-        # network_ and frozen_batchnorm_ point into module_, which skorch saves (device-safely) on
+        # network_ and inference_modules_ point into module_, which skorch saves (device-safely) on
         # its own: pickle them as links, not as second copies of the weights.
         state = super().__getstate__()
         if state.get("network_") is not None:
             state["network_"] = dataclasses.replace(state["network_"], module=None)
-        state.pop("frozen_batchnorm_", None)
+        state.pop("inference_modules_", None)
         return state
 
     def __setstate__(self, state):
@@ -541,7 +638,7 @@ class _PretrainedNet(NeuralNet):
         self.device = device
         if getattr(self, "network_", None) is not None:
             self.network_.module = self.module_
-            self.frozen_batchnorm_ = frozen_batchnorm_modules(self.module_, self.frozen_)
+            self.inference_modules_ = inference_mode_modules(self.module_, self.frozen_)
 
     # ----------------------------------------------------------------- inspection
     def layer_table(self, epoch: int | None = None) -> pd.DataFrame:
@@ -589,8 +686,19 @@ class _PretrainedNet(NeuralNet):
         return pd.DataFrame(table)
 
     # ----------------------------------------------------------------- hooks for subclasses
+    _solve_head = None  # the convex solver of a linear head (see _probe)
+
     def _n_outputs(self) -> int:
         raise NotImplementedError
+
+    def _check_class_weight(self) -> None:
+        if self.class_weight is not None:
+            raise ValueError(f"class_weight={self.class_weight!r} is for classifiers: weigh a "
+                             "regressor's samples with fit(X, y, sample_weight=...).")
+
+    def _class_weights(self):
+        """``class_weight`` in terms of the encoded targets (None for regressors)."""
+        return None
 
     def _check_target(self, y, n_samples: int):
         raise NotImplementedError
@@ -732,12 +840,32 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
     """
 
     _default_criterion = torch.nn.CrossEntropyLoss
+    _solve_head = staticmethod(solve_classifier_head)
 
     def _scoring_callbacks(self):
         if self.validation_fraction is None:
             return []
         return [("valid_acc", EpochScoring(_encoded_accuracy, name="valid_acc",
-                                           lower_is_better=False, use_caching=True))]
+                                           lower_is_better=False, use_caching=True,
+                                           target_extractor=_target_numpy))]
+
+    def _check_class_weight(self) -> None:
+        weights = self.class_weight
+        if weights is None or isinstance(weights, Mapping) or (
+                isinstance(weights, str) and weights == "balanced"):
+            return
+        raise ValueError(f"class_weight={weights!r}: pass None, 'balanced' or a dict mapping "
+                         "class labels to weights.")
+
+    def _class_weights(self):
+        if not isinstance(self.class_weight, Mapping):
+            return self.class_weight
+        unknown = [label for label in self.class_weight if label not in set(self.classes_)]
+        if unknown:
+            raise ValueError(f"class_weight names labels that are not in y: {unknown[:5]}; y's "
+                             f"classes are {list(self.classes_)[:10]}.")
+        return {code: self.class_weight[label] for code, label in enumerate(self.classes_)
+                if label in self.class_weight}
 
     def _check_target(self, y, n_samples):
         y = _check_y(y, n_samples)
@@ -800,6 +928,7 @@ class PretrainedFineTunerRegressor(RegressorMixin, _PretrainedNet):
     """
 
     _default_criterion = torch.nn.MSELoss
+    _solve_head = staticmethod(solve_regressor_head)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -842,8 +971,9 @@ def _encoded_accuracy(net, X, y) -> float:
     return accuracy_score(np.asarray(y), net.predict_proba(X).argmax(axis=1))
 
 
-def _silent(*args, **kwargs) -> None:
-    """A sink for EarlyStopping's messages (verbose runs still print the history table)."""
+def _target_numpy(y) -> np.ndarray:
+    """The targets of a batch (without their weights), for skorch's scoring callbacks."""
+    return target_of(y).detach().cpu().numpy()
 
 
 def _check_positive(name: str, value) -> None:

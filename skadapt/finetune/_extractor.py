@@ -44,6 +44,7 @@ from skadapt.finetune._cache import (
     transform_fingerprint,
 )
 from skadapt.finetune._device import autocast, resolve_device
+from skadapt.finetune._freezing import frozen_by_spec, inference_mode_modules, set_inference_mode
 from skadapt.finetune._inputs import (
     InputDataset,
     Inputs,
@@ -545,17 +546,20 @@ def _dropout_before(module: nn.Module, head_name: str) -> tuple[str, nn.Module] 
 def why_cache_not_applicable(network: ResolvedNetwork, example_input=None) -> str | None:
     """Why training the head on cached features would differ from the frozen-backbone fit, or None.
 
-    Cached features are computed once, in inference mode; the uncached fit runs the frozen backbone
-    in training mode (frozen BatchNorm layers in inference mode) on every batch. The two agree
-    when:
+    Cached features are computed once, in inference mode; the uncached fit runs the network in
+    training mode with its frozen parts in inference mode (see
+    :func:`~skadapt.finetune._freezing.inference_mode_modules`) on every batch. The two agree when:
 
     1. the final head is an ``nn.Linear`` whose output is the network's output (not SqueezeNet's
        convolution head, followed by pooling);
-    2. no layer outside the head is random in training mode (dropout with ``p > 0`` other than
-       the one feeding the head, which :func:`head_only_module` keeps; stochastic depth;
-       attention dropout);
+    2. no layer that keeps training mode with a frozen backbone is random (dropout with ``p > 0``
+       in a part that also holds the head, other than the one feeding the head, which
+       :func:`head_only_module` keeps);
     3. no BatchNorm layer uses batch statistics in inference mode (``track_running_stats=False``),
        which would make a sample's features depend on its batch.
+
+    A frozen backbone's own dropout, drop-path and drop-connect are off during training, so they
+    do not prevent caching (EfficientNet, ViT, text encoders).
 
     With ``example_input`` (a batch, a callable returning one, or a dict of tensors for text
     models), 1 and 2 are also checked by running the network: its output must be its head's, and
@@ -580,19 +584,26 @@ def why_cache_not_applicable(network: ResolvedNetwork, example_input=None) -> st
         return (f"the head {name!r} is a {type(head).__name__}, not an nn.Linear applied last: "
                 "layers after it would have to run on every batch.")
     skipped = _head_part_names(module, network.head)
+    inference = {id(sub) for part in _frozen_backbone_parts(network) for sub in part.modules()}
     random_layers = [n for n, sub in module.named_modules()
-                     if n not in skipped and _is_random_in_training(sub)]
+                     if n not in skipped and id(sub) not in inference and _is_random_in_training(sub)]
     if random_layers:
         return (f"layers {_shown(random_layers)} are random in training mode (dropout, stochastic "
-                "depth): the frozen backbone's training-time features differ from cached ones.")
+                "depth) outside the frozen backbone: the training-time features differ from "
+                "cached ones.")
     batch_dependent = [n for n, sub in module.named_modules()
                        if isinstance(sub, _BatchNorm) and not sub.track_running_stats]
     if batch_dependent:
         return (f"BatchNorm layers {_shown(batch_dependent)} have no running statistics: a "
                 "sample's features depend on the other samples of its batch.")
     if example_input is not None:
-        return _check_by_running(module, head, name, example_input)
+        return _check_by_running(network, head, name, example_input)
     return None
+
+
+def _frozen_backbone_parts(network: ResolvedNetwork) -> list[nn.Module]:
+    """The parts of the network in inference mode while only its head trains."""
+    return inference_mode_modules(network.module, frozen_by_spec(network, "backbone"))
 
 
 def cache_applicable(network: ResolvedNetwork, example_input=None) -> bool:
@@ -632,7 +643,9 @@ def _is_random_in_training(layer: nn.Module) -> bool:
     return False
 
 
-def _check_by_running(module: nn.Module, head: nn.Module, name: str, example_input) -> str | None:
+def _check_by_running(network: ResolvedNetwork, head: nn.Module, name: str,
+                      example_input) -> str | None:
+    module = network.module
     x = example_input() if callable(example_input) else example_input
     buffers = {key: value.clone() for key, value in module.named_buffers()}
     try:
@@ -644,9 +657,7 @@ def _check_by_running(module: nn.Module, head: nn.Module, name: str, example_inp
                 return (f"the network's output is not its head's ({name!r}): layers after the head "
                         "would have to run on every batch.")
             module.train()
-            for sub in module.modules():  # as the fine-tuner trains: frozen BatchNorm in inference
-                if isinstance(sub, _BatchNorm):
-                    sub.eval()
+            set_inference_mode(_frozen_backbone_parts(network))  # as the fine-tuner trains
             trailing = _dropout_before(module, name)
             if trailing is not None:  # it feeds the head: head_only_module keeps it
                 trailing[1].eval()
@@ -682,7 +693,7 @@ def _run_with_head_hook(module: nn.Module, head: nn.Module, x):
 @contextlib.contextmanager
 def _inference_modes(module: nn.Module):
     """Inference mode for every submodule, and each one's own training flag back afterwards (the
-    fine-tuner keeps frozen BatchNorm layers in inference mode inside a training network)."""
+    fine-tuner keeps frozen parts in inference mode inside a training network)."""
     flags = [(sub, sub.training) for sub in module.modules()]
     module.eval()
     try:

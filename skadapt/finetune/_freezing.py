@@ -24,9 +24,11 @@ adapter parameters
     ``skadapt.text``). Like the head, they always train: ``freeze`` and the schedule apply to the
     pretrained weights only, so ``freeze="backbone"`` with LoRA trains the adapters and the head.
 
-Frozen BatchNorm layers stay in inference mode, so their running statistics do not move (the bug
-Keras's transfer-learning guide warns about). ``train_bn=True`` keeps their affine parameters
-trainable, while their statistics stay frozen.
+Frozen parts run in inference mode during training (Keras's ``training=False``): their BatchNorm
+running statistics do not move (the bug Keras's transfer-learning guide warns about), and their
+dropout, drop-path and drop-connect are off, so a frozen backbone computes exactly what it computes at
+predict time (which is what lets its features be cached). ``train_bn=True`` keeps the affine
+parameters of frozen BatchNorm layers trainable, while their statistics stay frozen.
 """
 
 from __future__ import annotations
@@ -126,39 +128,79 @@ def head_parameters(network) -> list[str]:
     return [n for n, _ in network.module.named_parameters() if n.startswith(prefixes)]
 
 
-def frozen_batchnorm_modules(module: nn.Module, frozen: set[str]) -> list[nn.Module]:
-    """BatchNorm layers whose affine parameters are all frozen: they run in inference mode.
+def inference_mode_modules(module: nn.Module, frozen: set[str]) -> list[nn.Module]:
+    """The parts of ``module`` that run in inference mode while the network trains.
 
-    A BatchNorm layer without affine parameters follows the parameters of the module it sits in.
+    Frozen means inference mode (Keras's ``training=False``): a frozen part's dropout,
+    drop-path / drop-connect / stochastic depth and BatchNorm all behave as at predict time,
+    whatever ``train()`` says. The parts are
+
+    - the largest submodules whose parameters are all in ``frozen``;
+    - the parameterless submodules (dropout, pooling, a BatchNorm without affine parameters...)
+      whose parent also holds trainable parameters, when the part they feed is frozen: the next
+      sibling holding parameters, in registration order (or the previous one, when none follows).
+      So the dropout just before a new head trains with it, and one between frozen blocks does not.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 8), nn.Dropout(0.5),
+    ...                     nn.Linear(8, 2))
+    >>> [type(m).__name__ for m in inference_mode_modules(net, {"0.weight", "0.bias",
+    ...                                                         "2.weight", "2.bias"})]
+    ['Linear', 'Dropout', 'Linear']
     """
-    frozen_bn = []
-    for name, sub in module.named_modules():
-        if not isinstance(sub, nn.modules.batchnorm._BatchNorm):
-            continue
-        own = [f"{name}.{p}" for p, _ in sub.named_parameters(recurse=False)]
-        if not own:
-            parent = name.rsplit(".", 1)[0] + "." if "." in name else ""
-            own = [n for n, _ in module.named_parameters() if n.startswith(parent)]
-        if own and all(n in frozen for n in own):
-            frozen_bn.append(sub)
-    return frozen_bn
+    params_under: dict[str, list[str]] = {}
+    for param_name, _ in module.named_parameters():
+        parts = param_name.split(".")
+        for depth in range(len(parts)):
+            params_under.setdefault(".".join(parts[:depth]), []).append(param_name)
+
+    def all_frozen(name: str) -> bool:
+        names = params_under.get(name, [])
+        return bool(names) and all(n in frozen for n in names)
+
+    found: list[nn.Module] = []
+
+    def visit(name: str, sub: nn.Module) -> None:
+        if all_frozen(name):
+            found.append(sub)
+            return
+        children = [(f"{name}.{child}" if name else child, mod)
+                    for child, mod in sub.named_children()]
+        holders = [i for i, (child, _) in enumerate(children) if child in params_under]
+        for i, (child, mod) in enumerate(children):
+            if child in params_under:
+                visit(child, mod)
+                continue
+            fed = [j for j in holders if j > i] or [j for j in holders if j < i][-1:]
+            if fed and all_frozen(children[fed[0]][0]):
+                found.append(mod)
+
+    visit("", module)
+    return found
 
 
 def apply_freeze(module: nn.Module, frozen: set[str], *, train_bn: bool = False) -> list[nn.Module]:
-    """Set ``requires_grad`` from ``frozen``; return the BatchNorm layers to keep in inference mode."""
-    frozen_bn = frozen_batchnorm_modules(module, frozen)
+    """Set ``requires_grad`` from ``frozen``; return the modules to keep in inference mode.
+
+    With ``train_bn=True`` the affine parameters of BatchNorm layers inside frozen parts stay
+    trainable, while those layers (their running statistics) stay in inference mode.
+    """
+    inference = inference_mode_modules(module, frozen)
     trainable_bn = set()
     if train_bn:
-        trainable_bn = {id(p) for bn in frozen_bn for p in bn.parameters(recurse=False)}
+        trainable_bn = {id(p) for part in inference for sub in part.modules()
+                        if isinstance(sub, nn.modules.batchnorm._BatchNorm)
+                        for p in sub.parameters(recurse=False)}
     for name, param in module.named_parameters():
         param.requires_grad_(name not in frozen or id(param) in trainable_bn)
-    return frozen_bn
+    return inference
 
 
-def set_batchnorm_inference(frozen_bn: Iterable[nn.Module]) -> None:
-    """Put frozen BatchNorm layers back in inference mode (skorch sets ``train()`` every batch)."""
-    for bn in frozen_bn:
-        bn.eval()
+def set_inference_mode(modules: Iterable[nn.Module]) -> None:
+    """Put the frozen parts back in inference mode (skorch sets ``train()`` on every batch)."""
+    for sub in modules:
+        sub.eval()
 
 
 def parameter_groups(network, *, base_lr: float, backbone_lr_mult: float = 1.0,

@@ -36,7 +36,8 @@ def _tabular(n=200, seed=0):
 
 def test_learns_an_image_task_with_string_labels(images):
     X, y = images
-    clf = PretrainedFineTuner(TinyCNN, freeze="none", image_size=None, **FAST).fit(X, y)
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", image_size=None, validation_fraction=0.1,
+                              **FAST).fit(X, y)
     assert set(clf.classes_) == {"blue", "red"}
     X_test, y_test = color_task(n=64, seed=1)
     assert clf.score(X_test, y_test) > 0.9
@@ -122,7 +123,7 @@ def test_joblib_round_trip_gives_identical_predictions(images, tmp_path):
     # one copy of the weights: the resolved network and the BatchNorm policy point into module_
     assert loaded.network_.module is loaded.module_
     in_module = {id(m) for m in loaded.module_.modules()}
-    assert loaded.frozen_batchnorm_ and all(id(bn) in in_module for bn in loaded.frozen_batchnorm_)
+    assert loaded.inference_modules_ and all(id(m) in in_module for m in loaded.inference_modules_)
 
 
 def test_a_model_saved_for_cuda_loads_and_predicts_on_a_cpu_only_machine(images):
@@ -163,7 +164,8 @@ def test_small_folds_fall_back_to_a_random_validation_split():
     y = np.array(["a"] * 11 + ["b"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        PretrainedFineTuner(TinyCNN, max_epochs=1, validation_fraction=0.25).fit(X, y)
+        PretrainedFineTuner(TinyCNN, max_epochs=1, validation_fraction=0.25,
+                            head_solver="gradient").fit(X, y)
     assert any("could not stratify" in str(w.message) for w in caught)
 
 
@@ -198,16 +200,35 @@ def test_image_files_with_a_bad_file_skipped_in_fit_and_refused_in_predict(tmp_p
         clf.predict([bad])
 
 
-def test_early_stopping_restores_the_best_epoch(images):
-    X, y = images
+def test_early_stopping_restores_the_best_epoch_on_a_large_enough_split():
+    X, y = color_task(n=400, size=8)
     clf = PretrainedFineTuner(TinyCNN, freeze="none", patience=2, max_epochs=30, lr=0.5,
-                              batch_size=16, random_state=0).fit(X, y)
+                              validation_fraction=0.25, batch_size=64, random_state=0).fit(X, y)
     losses = clf.history[:, "valid_loss"]
     assert len(losses) < 30  # stopped early
     best = int(np.argmin(losses))
-    restored = clf.predict_proba(X)  # the restored weights give the best epoch's validation loss
-    assert np.isfinite(restored).all()
     assert len(losses) - 1 - best == 2
+    assert clf.validation_ == {
+        "n_validation": 100, "early_stopping": True, "patience": 2, "epochs_run": len(losses),
+        "best_epoch": best + 1, "restored_best": True, "policy": clf.validation_plan_.reason}
+
+
+@pytest.mark.parametrize("fraction", ["auto", 0.1])
+def test_a_small_validation_split_never_picks_the_epoch(fraction, images):
+    """24 validation samples cannot tell epochs apart: the fit runs its whole schedule, and its
+    final weights are those of the last epoch (with "auto" the split is not even held out)."""
+    X, y = images
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", max_epochs=6, lr=0.5, batch_size=16,
+                              validation_fraction=fraction, patience=1, random_state=0).fit(X, y)
+    assert len(clf.history) == 6 and not clf.validation_["restored_best"]
+    assert not clf.validation_["early_stopping"]
+    reference = PretrainedFineTuner(TinyCNN, freeze="none", max_epochs=6, lr=0.5, batch_size=16,
+                                    validation_fraction=None, random_state=0).fit(X, y)
+    if fraction == "auto":  # exactly the fit on all the data
+        np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
+        assert "valid_loss" not in clf.history[-1]
+    else:
+        assert clf.validation_["n_validation"] == 10 and "valid_loss" in clf.history[-1]
 
 
 def test_random_search_over_the_model_name():
@@ -235,7 +256,7 @@ def test_predicting_on_another_kind_of_input_names_both_kinds(images, tmp_path):
 def test_frozen_backbone_trains_the_head_on_cached_features_with_the_same_result(
         tiny_checkpoint, images):
     X, y = images
-    params = dict(weights=str(tiny_checkpoint), freeze="backbone", **FAST)
+    params = dict(weights=str(tiny_checkpoint), freeze="backbone", head_solver="gradient", **FAST)
     cached = PretrainedFineTuner(TinyCNN, **params).fit(X, y)
     full = PretrainedFineTuner(TinyCNN, feature_cache=False, **params).fit(X, y)
     assert cached.training_path_ == "cached backbone features"
