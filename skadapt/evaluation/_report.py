@@ -61,6 +61,15 @@ class EvaluationReport:
     learning_curves : pandas.DataFrame or None
         For estimators with a skorch ``history_`` (skadapt's fine-tuners): one row per fold and
         epoch, with ``train_loss`` and, when recorded, ``valid_loss`` and ``valid_acc``.
+    training : pandas.DataFrame or None
+        How each fold's model was trained, for estimators that record a validation policy
+        (skadapt's fine-tuners, alone, at the end of a Pipeline or inside a search): one row per
+        fold with ``fold``, ``training_path`` (``"cached backbone features"`` or ``"full network
+        (<why>)"``), ``head_solver`` (``"convex"`` or ``"gradient"``), ``epochs_run``,
+        ``best_epoch`` (NaN when no epoch was picked), ``restored_best`` (whether the best epoch's
+        weights replaced the last epoch's), ``n_validation`` (samples held out inside the fit) and
+        ``policy`` (the validation policy, in words). What a fold's estimator does not record is
+        NaN or None. None when no fold's estimator records a policy (plain sklearn estimators).
     estimators : list
         The fitted estimator of each fold.
 
@@ -84,6 +93,7 @@ class EvaluationReport:
     confusion_matrix: pd.DataFrame | None = None
     per_class: pd.DataFrame | None = None
     learning_curves: pd.DataFrame | None = None
+    training: pd.DataFrame | None = None
     estimators: list = field(default_factory=list)
 
     @property
@@ -102,9 +112,13 @@ class EvaluationReport:
         )
 
     def to_markdown(self) -> str:
-        """The summary, per-class table and confusion matrix as Markdown tables."""
+        """The summary, how each fold trained (fine-tuners), the per-class table and confusion
+        matrix as Markdown tables."""
         title = f"## Scores: mean and std over {self.n_folds} folds"
         sections = [f"{title}\n\n{_markdown_table(self.to_frame())}"]
+        if self.training is not None:
+            table = _markdown_table(_training_table(self.training))
+            sections.append(f"## Training\n\n{table}")
         if self.per_class is not None:
             sections.append(f"## Per class\n\n{_markdown_table(self.per_class)}")
         if self.confusion_matrix is not None:
@@ -138,6 +152,8 @@ class EvaluationReport:
             }
         if self.learning_curves is not None:
             result["learning_curves"] = self.learning_curves.to_dict("records")
+        if self.training is not None:
+            result["training"] = _training_records(self.training)
         return _plain(result)
 
     def plot(self):
@@ -178,6 +194,8 @@ class EvaluationReport:
             ("Scores: mean and std over folds", self.to_frame()),
             ("Scores per fold", self.fold_scores),
         ]
+        if self.training is not None:
+            tables.append(("Training", _training_table(self.training)))
         if self.per_class is not None:
             tables += [
                 ("Per class", self.per_class),
@@ -301,6 +319,7 @@ def evaluate(
         fold_scores=fold_scores,
         predictions=predictions,
         learning_curves=_learning_curves(results["estimator"]),
+        training=_training_summary(results["estimator"]),
         estimators=list(results["estimator"]),
     )
     if task == "classification":
@@ -412,9 +431,7 @@ def _learning_curves(estimators) -> pd.DataFrame | None:
     """Per-fold epochs of skorch-style histories (``history_`` rows with ``train_loss``)."""
     rows = []
     for fold, fitted in enumerate(estimators):
-        fitted = getattr(fitted, "best_estimator_", fitted)  # a search's refitted best model
-        final_step = fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
-        history = getattr(final_step, "history_", None)
+        history = getattr(_final_step(fitted), "history_", None)
         for position, epoch in enumerate(history or []):
             if not isinstance(epoch, dict) or "train_loss" not in epoch:
                 continue
@@ -433,13 +450,82 @@ def _learning_curves(estimators) -> pd.DataFrame | None:
     return pd.DataFrame(rows).dropna(axis=1, how="all")
 
 
+def _final_step(fitted):
+    """The model that trained: a search's refitted best model, then a Pipeline's last step."""
+    fitted = getattr(fitted, "best_estimator_", fitted)
+    return fitted.steps[-1][1] if hasattr(fitted, "steps") else fitted
+
+
+_TRAINING_COUNTS = ["epochs_run", "best_epoch", "n_validation"]
+
+
+def _training_summary(estimators) -> pd.DataFrame | None:
+    """Per-fold ``training_path_``, ``head_solver_`` and ``validation_`` of fine-tuners."""
+    final_steps = [_final_step(fitted) for fitted in estimators]
+    if not any(hasattr(step, "validation_") for step in final_steps):
+        return None
+    rows = []
+    for fold, step in enumerate(final_steps):
+        validation = getattr(step, "validation_", None) or {}
+        row = {
+            "fold": fold,
+            "training_path": getattr(step, "training_path_", None),
+            "head_solver": getattr(step, "head_solver_", None),
+        }
+        for key in ("epochs_run", "best_epoch", "restored_best", "n_validation", "policy"):
+            value = validation.get(key)
+            row[key] = math.nan if value is None and key in _TRAINING_COUNTS else value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in _TRAINING_COUNTS:  # whole numbers stay int unless some fold lacks one
+        if frame[column].notna().all():
+            frame[column] = frame[column].astype("int64")
+    return frame
+
+
+def _training_table(training: pd.DataFrame) -> pd.DataFrame:
+    """The training summary in words, one row per fold, for the Markdown and HTML reports."""
+
+    def count(value) -> str:
+        return "n/a" if value is None or pd.isna(value) else str(int(value))
+
+    def restored(value) -> str:
+        return "n/a" if value is None or pd.isna(value) else ("yes" if value else "no")
+
+    def text(value) -> str:
+        return "n/a" if value is None or pd.isna(value) else str(value)
+
+    return pd.DataFrame(
+        {
+            "path": training["training_path"].map(text),
+            "head solver": training["head_solver"].map(text),
+            "epochs run": training["epochs_run"].map(count),
+            "best epoch": training["best_epoch"].map(count),
+            "best epoch restored": training["restored_best"].map(restored),
+            "validation samples": training["n_validation"].map(count),
+            "policy": training["policy"].map(text),
+        }
+    ).set_axis(pd.Index(training["fold"], name="fold"))
+
+
+def _training_records(training: pd.DataFrame) -> list[dict]:
+    """The training summary as records, whole numbers as ints (``_plain`` does the rest)."""
+    records = training.to_dict("records")
+    for record in records:
+        for key in _TRAINING_COUNTS:
+            value = record[key]
+            if isinstance(value, float | np.floating) and float(value).is_integer():
+                record[key] = int(value)
+    return records
+
+
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub Markdown table, with the index as first column (no dependency on tabulate)."""
     header = [str(frame.index.name or "")] + [str(column) for column in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     for label, row in frame.iterrows():
         cells = [str(label)] + [_format(value) for value in row]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
 

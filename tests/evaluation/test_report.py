@@ -1,3 +1,4 @@
+import html
 import json
 import sys
 
@@ -20,7 +21,9 @@ from sklearn.svm import SVC
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from skadapt import PretrainedFineTuner
 from skadapt.evaluation import EvaluationReport, evaluate
+from skadapt.evaluation._report import _training_summary
 
 CV = StratifiedKFold(3, shuffle=True, random_state=0)
 
@@ -220,3 +223,111 @@ def test_learning_curves_of_the_best_model_of_a_search():
     search = GridSearchCV(net, {"lr": [0.01, 0.1]}, cv=2)
     report = evaluate(search, X.astype(np.float32), y, cv=CV)
     assert report.learning_curves["fold"].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def _tiny_network():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def _tiny_data(n=60):
+    X = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
+    return X, np.where(X[:, 0] > 0, "pos", "neg")
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_report(one_torch_thread):
+    X, y = _tiny_data()
+    tuner = PretrainedFineTuner(_tiny_network(), freeze="none", max_epochs=2, random_state=0)
+    return evaluate(tuner, X, y, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+
+
+def test_training_says_how_each_fold_of_a_fine_tuner_trained(fine_tuned_report):
+    training = fine_tuned_report.training
+    assert list(training.columns) == [
+        "fold", "training_path", "head_solver", "epochs_run", "best_epoch", "restored_best",
+        "n_validation", "policy",
+    ]
+    assert training["fold"].tolist() == [0, 1]
+    assert training["epochs_run"].tolist() == [2, 2]
+    assert training["restored_best"].tolist() == [False, False]
+    assert training["n_validation"].tolist() == [0, 0]
+    assert training["best_epoch"].isna().all()  # no internal split: no epoch was picked
+    assert training["training_path"].str.startswith("full network (").all()
+    assert (training["head_solver"] == "gradient").all()
+    for fold, fitted in enumerate(fine_tuned_report.estimators):
+        assert training.loc[fold, "policy"] == fitted.validation_["policy"]
+        assert training.loc[fold, "training_path"] == fitted.training_path_
+    assert "30 samples is 3 < 100" in training.loc[0, "policy"]
+
+
+def test_training_in_markdown_dict_and_html(fine_tuned_report, tmp_path):
+    markdown = fine_tuned_report.to_markdown()
+    assert "## Training" in markdown
+    assert markdown.index("## Scores") < markdown.index("## Training") < markdown.index(
+        "## Per class"
+    )
+    section = markdown.split("## Training")[1].split("\n## ")[0]
+    policy = fine_tuned_report.training.loc[0, "policy"]
+    assert policy in section
+    header = section.strip().splitlines()[0]
+    for column in ("path", "head solver", "epochs run", "best epoch", "restored", "policy"):
+        assert column in header
+    assert "| 0 | full network (" in section and "| gradient | 2 | n/a | no | 0 |" in section
+
+    records = json.loads(json.dumps(fine_tuned_report.to_dict(), allow_nan=False))["training"]
+    assert len(records) == 2
+    assert records[0]["epochs_run"] == 2 and isinstance(records[0]["epochs_run"], int)
+    assert records[0]["restored_best"] is False and records[0]["best_epoch"] is None
+    assert records[1]["policy"] == fine_tuned_report.training.loc[1, "policy"]
+
+    page = fine_tuned_report.save(tmp_path).read_text()
+    assert "<h2>Training</h2>" in page and html.escape(policy) in page
+
+
+def test_training_of_a_convex_probe(one_torch_thread):
+    X, y = _tiny_data()
+    tuner = PretrainedFineTuner(_tiny_network(), freeze="backbone", max_epochs=2, random_state=0)
+    report = evaluate(tuner, X, y, cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    training = report.training
+    assert training["head_solver"].tolist() == ["convex", "convex"]
+    assert training["training_path"].tolist() == ["cached backbone features"] * 2
+    assert training["policy"].str.startswith("convex head").all()
+    assert "| cached backbone features | convex |" in report.to_markdown()
+
+
+def test_plain_estimators_have_no_training_summary(binary_report):
+    report = binary_report[0]
+    assert report.training is None
+    assert "## Training" not in report.to_markdown()
+    assert "training" not in report.to_dict()
+
+
+class _Recorded:
+    """A fitted model that records only part of what a fine-tuner does."""
+
+    def __init__(self, **attributes):
+        self.__dict__.update(attributes)
+
+
+def test_training_summary_reaches_pipelines_and_searches_and_fills_gaps():
+    validation = {"n_validation": 120, "early_stopping": True, "patience": 5, "epochs_run": 9,
+                  "best_epoch": 4, "restored_best": True, "policy": "early stopping | best"}
+    tuner = _Recorded(training_path_="full network (x)", head_solver_="gradient",
+                      validation_=validation)
+    search = _Recorded(best_estimator_=make_pipeline(StandardScaler(), "passthrough"))
+    search.best_estimator_.steps[-1] = ("tuner", tuner)
+    training = _training_summary([search, _Recorded(history_=[])])
+    assert training.loc[0, "best_epoch"] == 4 and training.loc[0, "restored_best"]
+    assert training.loc[1, ["training_path", "epochs_run", "restored_best"]].isna().all()
+    report = EvaluationReport(
+        "classification", pd.DataFrame({"accuracy": [1.0, 1.0]}), pd.DataFrame(),
+        training=training,
+    )
+    records = json.loads(json.dumps(report.to_dict(), allow_nan=False))["training"]
+    assert records[0]["best_epoch"] == 4 and records[0]["restored_best"] is True
+    assert records[1]["training_path"] is None and records[1]["epochs_run"] is None
+    markdown_row = report.to_markdown().split("## Training")[1]
+    assert "| 9 | 4 | yes | 120 | early stopping \\| best |" in markdown_row
+    assert "| 1 | n/a | n/a | n/a | n/a | n/a | n/a | n/a |" in markdown_row
+    assert _training_summary([_Recorded(history_=[]), LogisticRegression()]) is None
