@@ -70,6 +70,7 @@ from skadapt.finetune._inputs import (
     image_sizes,
     make_transform,
 )
+from skadapt.finetune._lr_finder import LRFinderResult, lr_find
 from skadapt.finetune._probe import solve_classifier_head, solve_regressor_head
 from skadapt.finetune._schedule import FineTuningSchedule
 from skadapt.finetune._validation import (
@@ -303,12 +304,11 @@ class _PretrainedNet(NeuralNet):
             return "feature_cache=False"
         if self.freeze != "backbone" or self.unfreeze_at is not None or self.train_bn:
             return "the backbone trains during the fit"
-        if inputs.kind not in ("array", "files", "pil"):
-            return f"no feature cache for {_KIND_NAMES[inputs.kind]}"
         if self.adapter is not None:
             return "adapters train inside the backbone"
-        if self.augment is True or callable(self.augment) or (
-                self.augment == "auto" and inputs.kind != "array"):
+        if inputs.kind in ("array", "files", "pil") and (
+                self.augment is True or callable(self.augment)
+                or (self.augment == "auto" and inputs.kind != "array")):
             return "train-time augmentation is on"
         return why_cache_not_applicable(self.network_, partial(self._example_batch, inputs))
 
@@ -348,11 +348,14 @@ class _PretrainedNet(NeuralNet):
     def _cached_features(self, inputs: Inputs) -> Inputs:
         """The backbone's output (the head's input) for every sample, from the feature cache."""
         # fork the RNG: batches are then shuffled exactly as on the uncached path
+        texts = inputs.kind == "texts"
         with torch.random.fork_rng(devices=[]):
             features = cached_backbone_features(
                 self.network_, inputs, self._transform(inputs.kind, train=False),
                 cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
-                num_workers=self.num_workers, device=self.device_)
+                num_workers=self.num_workers, device=self.device_,
+                collate=self.network_.collate(self.max_length) if texts else None,
+                options=f"max_length={self.max_length},pooling={self.pooling}" if texts else "")
         return Inputs(kind="features", items=features.numpy())
 
     @contextmanager
@@ -397,9 +400,12 @@ class _PretrainedNet(NeuralNet):
         finally:
             del self._example_input  # transient: not a parameter, not fitted state
 
-    def _example_batch(self, inputs: Inputs) -> torch.Tensor:
+    def _example_batch(self, inputs: Inputs) -> torch.Tensor | dict:
         dataset = self.get_dataset(inputs.subset(np.arange(min(2, len(inputs)))))
-        return torch.stack([dataset[i][0] for i in range(len(dataset))])
+        samples = [dataset[i] for i in range(len(dataset))]
+        if inputs.kind == "texts":  # tokenized, as the network's DataLoader batches them
+            return self.network_.collate(self.max_length)(samples)[0]
+        return torch.stack([x for x, _ in samples])
 
     def initialize(self):
         self.device_ = resolve_device(self.__dict__["device"])
@@ -641,6 +647,19 @@ class _PretrainedNet(NeuralNet):
             self.inference_modules_ = inference_mode_modules(self.module_, self.frozen_)
 
     # ----------------------------------------------------------------- inspection
+    def lr_find(self, X, y=None, **kwargs) -> LRFinderResult:
+        """A learning-rate range test on a copy of this estimator (its own weights stay as they are).
+
+        The rate grows exponentially over a short run until the loss diverges; the result holds
+        the curve, a suggested ``lr`` and a ``plot()``. Keyword arguments are those of
+        :func:`skadapt.finetune.lr_find` (``start_lr``, ``end_lr``, ``num_iter``, ``suggestion``...).
+
+        Returns
+        -------
+        LRFinderResult
+        """
+        return lr_find(self, X, y, **kwargs)
+
     def layer_table(self, epoch: int | None = None) -> pd.DataFrame:
         """One row per layer group (and the head): its size, learning rate and whether it trains.
 
@@ -785,6 +804,21 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         many times faster across epochs, CV folds and grid points (cached by sample content and a
         fingerprint of the network and preprocessing; bounded in memory, see
         ``SKADAPT_CACHE_MEMORY_BYTES``). ``training_path_`` says which path ran and why.
+    head_solver : {"auto", "convex", "gradient"}, default="auto"
+        How the head is fitted when it trains alone on cached features. ``"convex"`` solves it
+        as the convex problem it then is: multinomial (binary: binomial) logistic regression with
+        an L2 penalty by L-BFGS for classifiers, ridge regression for regressors (sklearn's
+        solvers, on every sample, no epochs). ``"gradient"`` trains it for ``max_epochs`` with the
+        optimizer. ``"auto"``: convex whenever the feature cache applies and the criterion is the
+        default one, else gradient.
+    head_C : float, default=1.0
+        Inverse L2 penalty of the convex head, as ``C`` in ``LogisticRegression`` (ridge:
+        ``alpha = 1 / head_C``).
+    class_weight : None, "balanced" or dict, default=None
+        Classifiers: weights of the classes in the loss (and in the convex head), as in sklearn.
+        ``"balanced"`` weighs each class by ``n_samples / (n_classes * its count)``; a dict maps
+        labels to weights (others weigh 1). Multiplied with ``fit``'s ``sample_weight``; the
+        product is rescaled to average 1, so only ratios matter.
     cache_dir : path, optional
         Also keep cached features on disk there, shared between processes (``n_jobs>1``).
     image_cache_mb : float, default=1024
@@ -800,10 +834,16 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         Fraction of each stage spent warming up.
     max_epochs : int, default=10
     batch_size : int, default=32
-    validation_fraction : float or None, default=0.1
-        Stratified internal validation split used for early stopping; ``None`` trains on everything.
-    patience : int or None, default=5
-        Early stopping patience on the validation loss; the best epoch's weights are restored.
+    validation_fraction : "auto", float or None, default="auto"
+        Stratified internal validation split. ``"auto"``: 10% for early stopping when that is at
+        least 100 samples, else none (the fit trains on every sample for the whole schedule). A
+        float holds that fraction out and records ``valid_loss``/``valid_acc`` every epoch; it
+        stops early and restores the best epoch only when the split has at least 100 samples.
+        ``None`` trains on everything. ``validation_`` says what happened.
+    patience : "auto", int or None, default="auto"
+        Epochs without improvement of the validation loss before stopping early (then the best
+        epoch's weights are restored). ``"auto"``: ``max(5, max_epochs // 4)``. ``None``: never
+        stop early.
     num_workers : int, default=0
         DataLoader workers (image decoding runs in parallel).
     random_state : int, optional
@@ -826,6 +866,14 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         ``"cached backbone features"``, or ``"full network (<why the cache was not used>)"``.
     trainable_fraction_ : float
         Fraction of the network's parameters that train now (e.g. about 0.01 with LoRA).
+    head_solver_ : {"convex", "gradient"}
+        How the head was fitted; ``head_solution_`` (convex only) gives the solver, its
+        iterations and whether it converged.
+    validation_ : dict
+        What the internal validation did: ``n_validation``, ``early_stopping``, ``patience``,
+        ``epochs_run``, ``best_epoch`` (by validation loss; None without a split),
+        ``restored_best`` (whether the best epoch's weights replaced the last ones) and
+        ``policy`` (the rule applied, in words).
 
     Examples
     --------

@@ -435,7 +435,8 @@ def _call(module: nn.Module, x):
 # --------------------------------------------------------------------------- fine-tuner's path
 def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform, *,
                              cache: EmbeddingCache | None, batch_size: int, num_workers: int,
-                             device) -> torch.Tensor:
+                             device, collate: Callable | None = None,
+                             options: str = "") -> torch.Tensor:
     """The input of the network's head for every sample, from the cache or computed once.
 
     Parameters
@@ -445,7 +446,7 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
         used (see :func:`cache_applicable`); the head (``network.head``) is left out of the cache
         key, so a new head every fit still finds the features of earlier fits.
     inputs : Inputs
-        Arrays, image files or PIL images (one feature row per sample, in order).
+        Arrays, image files, PIL images or texts (one feature row per sample, in order).
     transform : callable or None
         The deterministic preprocessing (``make_transform(kind, train=False, ...)``); part of the
         cache key.
@@ -456,6 +457,11 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     device : str or torch.device
         Where the module is. On CUDA the backbone runs under bfloat16 autocast, as the fine-tuner
         does; the precision is part of the cache key.
+    collate : callable, optional
+        The DataLoader's ``collate_fn`` (texts: the tokenizer, see ``TextNetwork.collate``).
+    options : str
+        Whatever else decides the features and belongs in the cache key (texts: ``max_length``
+        and the pooling).
 
     Returns
     -------
@@ -479,17 +485,20 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     module = network.module
     head = module.get_submodule(network.head[-1])
     computation = fingerprint(module_fingerprint(module, exclude=network.head), "head-input",
-                              _precision(device), transform_fingerprint(transform))
+                              _precision(device), transform_fingerprint(transform), options)
     forward = partial(_head_input_forward, module, head, device)
     with _inference_modes(module):
         rows = _embed(forward, inputs, transform, cache=cache, computation=computation,
-                      batch_size=batch_size, num_workers=num_workers)
+                      batch_size=batch_size, num_workers=num_workers, collate=collate)
     return torch.from_numpy(rows)
 
 
 def _head_input_forward(module: nn.Module, head: nn.Module, device: torch.device,
-                        x: torch.Tensor) -> np.ndarray:
-    x = x.to(device, non_blocking=True)
+                        x: torch.Tensor | Mapping) -> np.ndarray:
+    if isinstance(x, Mapping):  # tokenized texts
+        x = {key: value.to(device, non_blocking=True) for key, value in x.items()}
+    else:
+        x = x.to(device, non_blocking=True)
     with torch.inference_mode(), autocast(device):
         features = _input_of(module, head, x)
     return features.float().cpu().numpy()

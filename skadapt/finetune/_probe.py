@@ -36,7 +36,7 @@ def solve_classifier_head(head: nn.Linear, features: np.ndarray, codes: np.ndarr
     >>> bool((head(torch.from_numpy(X)).argmax(1).numpy() == codes).mean() > 0.9)
     True
     """
-    model = LogisticRegression(C=C, max_iter=MAX_ITER)
+    model = LogisticRegression(C=C, max_iter=MAX_ITER, fit_intercept=head.bias is not None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(features, codes, sample_weight=sample_weight)
@@ -53,7 +53,8 @@ def solve_classifier_head(head: nn.Linear, features: np.ndarray, codes: np.ndarr
 def solve_regressor_head(head: nn.Linear, features: np.ndarray, y: np.ndarray,
                          sample_weight: np.ndarray | None, C: float) -> dict:
     """Fit ``head`` as ridge regression (``alpha = 1 / C``) on ``features``; ``y`` is 2-d."""
-    model = Ridge(alpha=1.0 / C).fit(features, y, sample_weight=sample_weight)
+    model = Ridge(alpha=1.0 / C, fit_intercept=head.bias is not None)
+    model.fit(features, y, sample_weight=sample_weight)
     _write(head, np.atleast_2d(model.coef_).reshape(y.shape[1], -1),
            np.atleast_1d(model.intercept_))
     return {"solver": "ridge regression (closed form)", "n_iter": 1, "converged": True}

@@ -36,8 +36,8 @@ def fit_weights(y: np.ndarray, n_samples: int, sample_weight=None,
 
     Examples
     --------
-    >>> fit_weights(np.array([0, 0, 0, 1]), 4, class_weight="balanced").round(3)
-    array([0.667, 0.667, 0.667, 2.   ])
+    >>> [round(float(w), 3) for w in fit_weights(np.array([0, 0, 0, 1]), 4, class_weight="balanced")]
+    [0.667, 0.667, 0.667, 2.0]
     >>> print(fit_weights(np.array([0, 1]), 2, sample_weight=[3, 3]))
     None
     """

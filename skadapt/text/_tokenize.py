@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.utils.data import default_collate
 
 
 class TextCollate:
     """Tokenize a batch of ``(text, target)`` samples into the encoder's keyword arguments.
+
+    Batches of numeric samples (the encoder's cached features, when only the head trains) are
+    collated as torch's ``default_collate`` does.
 
     Picklable (a module-level class holding the tokenizer), so DataLoader workers and joblib can
     carry it.
@@ -42,10 +46,13 @@ class TextCollate:
 
     def __call__(self, samples: Sequence[tuple[str, torch.Tensor]]
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        if samples and not isinstance(samples[0][0], str):  # cached features: nothing to tokenize
+            return default_collate(samples)
         texts = [text for text, _ in samples]
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt")
-        targets = torch.stack([torch.as_tensor(target) for _, target in samples])
+        # targets, or {"target", "weight"} pairs for weighted samples
+        targets = default_collate([target for _, target in samples])
         return dict(batch), targets
 
     def __repr__(self) -> str:

@@ -89,6 +89,23 @@ def test_fine_tuning_learns_a_toy_sentiment_task(tiny_bert, texts):
     assert (clf.predict(np.array(X_test)) == y_test).mean() >= 0.9
 
 
+def test_a_frozen_encoder_trains_its_head_on_cached_features_with_the_same_result(tiny_bert,
+                                                                                  texts):
+    """The encoder's dropout is off while it is frozen, so its features can be computed once."""
+    X, y = texts
+    params = dict(freeze="backbone", head_solver="gradient", lr=1e-2, **FAST)
+    cached = PretrainedFineTuner(tiny_bert, **params).fit(X, y)
+    full = PretrainedFineTuner(tiny_bert, feature_cache=False, **params).fit(X, y)
+    assert cached.training_path_ == "cached backbone features"
+    np.testing.assert_allclose(cached.predict_proba(X), full.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(cached.history[:, "train_loss"], full.history[:, "train_loss"],
+                               rtol=1e-4)
+    weighted = PretrainedFineTuner(tiny_bert, class_weight={"pos": 3.0}, **params).fit(X, y)
+    assert not np.allclose(weighted.predict_proba(X), cached.predict_proba(X))
+    convex = PretrainedFineTuner(tiny_bert, freeze="backbone", **FAST).fit(X, y)
+    assert convex.head_solver_ == "convex" and convex.training_path_ == "cached backbone features"
+
+
 def test_freezing_keeps_frozen_groups_bit_for_bit(tiny_bert, texts):
     clf = PretrainedFineTuner(tiny_bert, freeze=1, lr=1e-2, **FAST).fit(*texts)
     before = _state(resolve_text_network(tiny_bert).module)
