@@ -101,6 +101,8 @@ def _build_estimator(args, model) -> PretrainedFineTuner:
         lr=_DEFAULT_LR if args.lr == "auto" else args.lr,  # "auto": set by the range test
         max_epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
         validation_fraction=args.validation_fraction, patience=args.patience,
+        head_solver=args.head_solver,
+        class_weight=None if args.class_weight == "none" else args.class_weight,
         max_length=args.max_length,
         adapter=None if args.adapter == "none" else args.adapter,
         on_bad_image="skip" if args.skip_bad_images else "raise",

@@ -189,11 +189,18 @@ def _add_fit(commands) -> None:
     tuning.add_argument("--image-size", type=_positive_int, metavar="PIXELS",
                         help="input size for images (default: the torchvision weights' own; "
                              "required for your own module on image files)")
-    tuning.add_argument("--validation-fraction", type=_fraction_or_none, default=0.1,
-                        metavar="F", help="part of the training data used for early stopping, "
-                                          "or 'none'")
-    tuning.add_argument("--patience", type=_int_or_none, default=5, metavar="N",
-                        help="early stopping patience in epochs, or 'none'")
+    tuning.add_argument("--validation-fraction", type=_fraction_auto_or_none, default="auto",
+                        metavar="F", help="part of the training data held out to monitor the fit "
+                        "and stop early (only with 100 or more samples), 'auto' (10%% when that "
+                        "is 100 samples or more, else none) or 'none'")
+    tuning.add_argument("--patience", type=_int_auto_or_none, default="auto", metavar="N",
+                        help="early stopping patience in epochs, 'auto' (max(5, epochs // 4)) "
+                             "or 'none'")
+    tuning.add_argument("--class-weight", choices=["none", "balanced"], default="none",
+                        help="'balanced': weigh classes by the inverse of their frequency")
+    tuning.add_argument("--head-solver", choices=["auto", "convex", "gradient"], default="auto",
+                        help="a frozen backbone's linear head: solved exactly on cached features "
+                             "(convex, the default when possible) or trained by gradient steps")
     tuning.add_argument("--max-length", type=_positive_int, default=128, metavar="TOKENS",
                         help="text models: texts are truncated to this many tokens")
     tuning.add_argument("--adapter", choices=["none", "lora"], default="none",
@@ -304,16 +311,18 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an int") from None
 
 
-def _int_or_none(text: str) -> int | None:
-    return None if text.lower() == "none" else _positive_int(text)
+def _int_auto_or_none(text: str) -> int | str | None:
+    if text.lower() in ("none", "auto"):
+        return None if text.lower() == "none" else "auto"
+    return _positive_int(text)
 
 
-def _fraction_or_none(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
+def _fraction_auto_or_none(text: str) -> float | str | None:
+    if text.lower() in ("none", "auto"):
+        return None if text.lower() == "none" else "auto"
     value = _float(text)
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in (0, 1), or 'none'")
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in (0, 1), 'auto' or 'none'")
     return value
 
 

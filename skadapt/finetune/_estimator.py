@@ -75,6 +75,7 @@ from skadapt.finetune._probe import solve_classifier_head, solve_regressor_head
 from skadapt.finetune._schedule import FineTuningSchedule
 from skadapt.finetune._validation import (
     PlannedEarlyStopping,
+    ValidationPlan,
     check_validation_parameters,
     plan_validation,
     summarize,
@@ -267,6 +268,7 @@ class _PretrainedNet(NeuralNet):
             self.training_path_ = "cached backbone features" if reason is None else (
                 f"full network ({reason})")
             self.head_solver_ = self._resolve_head_solver(reason)
+            self.head_solution_ = None  # set by the convex solver
             if reason is None:
                 self._fit_head_on_cached_features(inputs, y, weights, **fit_params)
             else:
@@ -323,6 +325,10 @@ class _PretrainedNet(NeuralNet):
             with self._head_only():
                 self._train(features, y, weights, **fit_params)
             return
+        self._solve_head_on(features, y, weights)
+
+    def _solve_head_on(self, features: Inputs, y, weights) -> None:
+        """The convex head: solved exactly on every sample; one history row with its loss."""
         head = self.module_.get_submodule(self.network_.head[-1])
         start = time.perf_counter()
         self.head_solution_ = self._solve_head(head, features.items, y, weights, self.head_C)
@@ -331,9 +337,9 @@ class _PretrainedNet(NeuralNet):
         self.history.record("epoch", 1)
         self.history.record("train_loss", self._loss_of(features, y, weights))
         self.history.record("dur", time.perf_counter() - start)
-        self.validation_plan_ = plan_validation(0, None, None, 1)
+        self.validation_plan_ = ValidationPlan(
+            None, 0, False, None, "convex head: solved on every sample, no epochs to pick")
         self.validation_ = summarize(self.validation_plan_, self.history)
-        self.validation_["policy"] = "convex head: solved on every sample, no epochs to pick"
 
     def _loss_of(self, features: Inputs, y, weights) -> float:
         """The (weighted) training loss of the network's head on cached features."""
@@ -867,7 +873,7 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
     trainable_fraction_ : float
         Fraction of the network's parameters that train now (e.g. about 0.01 with LoRA).
     head_solver_ : {"convex", "gradient"}
-        How the head was fitted; ``head_solution_`` (convex only) gives the solver, its
+        How the head was fitted; ``head_solution_`` (None unless convex) gives the solver, its
         iterations and whether it converged.
     validation_ : dict
         What the internal validation did: ``n_validation``, ``early_stopping``, ``patience``,

@@ -90,7 +90,8 @@ def target_of(y):
 
 def weighted_loss(criterion: torch.nn.Module, y_pred: torch.Tensor, target: torch.Tensor,
                   weights: torch.Tensor) -> torch.Tensor:
-    """``sum(w_i * loss_i) / n`` over a batch, from a criterion with a ``reduction`` attribute.
+    """``sum(w_i * loss_i) / n`` over a batch, from a criterion with a ``reduction`` attribute
+    (``sum(w_i * loss_i)`` for ``reduction="sum"``: the criterion's own scale, weighted).
 
     Dividing by the batch size rather than by the batch's total weight keeps the weighting across
     batches: a batch of heavy samples moves the weights more than a batch of light ones.
@@ -105,5 +106,7 @@ def weighted_loss(criterion: torch.nn.Module, y_pred: torch.Tensor, target: torc
         per_element = criterion(y_pred, target)
     finally:
         criterion.reduction = reduction
-    per_sample = per_element.reshape(len(weights), -1).mean(dim=1)
-    return (per_sample * weights.to(per_sample.dtype)).sum() / len(weights)
+    per_element = per_element.reshape(len(weights), -1)
+    per_sample = per_element.sum(dim=1) if reduction == "sum" else per_element.mean(dim=1)
+    total = (per_sample * weights.to(per_sample.dtype)).sum()
+    return total if reduction == "sum" else total / len(weights)
