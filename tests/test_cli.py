@@ -157,6 +157,15 @@ def test_fit_from_a_tsv_of_texts_with_a_text_model(workspace):
     assert sum(map(sum, report["confusion_matrix"])) == 4  # 20% of 20 reviews held out
 
 
+def test_fit_a_torchvision_name_without_weights_needs_no_image_size(workspace):
+    # the family's standard preprocessing (resnet18: 224 px, ImageNet statistics), offline
+    skadapt("fit", "photos", "--model", "resnet18", "--weights", "none", "--epochs", "1",
+            "--batch-size", "12", "--out", "random18.joblib", "--quiet", cwd=workspace)
+    model = joblib.load(workspace / "random18.joblib")
+    assert model.weights is None and model.image_size is None
+    assert model.network_.preprocessing.crop_size == 224
+
+
 def test_fit_with_lr_auto_uses_the_range_test_suggestion_and_plots_it(workspace):
     result = skadapt("fit", "table.csv", "--model", "cli_nets.py:mlp", "--freeze", "none",
                      "--epochs", "2", "--batch-size", "8", "--lr", "auto", "--out", "auto.joblib",

@@ -31,3 +31,16 @@ def test_the_command_line_and_the_data_preparation_do_not_import_torch():
     # torch takes seconds to import: --help and tabular cleaning should not wait for it
     assert "torch" not in _modules_after("import skadapt.cli; from skadapt import DataCleaner")
     assert "torch" in _modules_after("from skadapt import PretrainedFineTuner")
+
+
+PUBLIC_PACKAGES = ["skadapt", "skadapt.preprocessing", "skadapt.finetune", "skadapt.text",
+                   "skadapt.networks", "skadapt.model_selection", "skadapt.evaluation",
+                   "skadapt.cli"]
+
+
+@pytest.mark.parametrize("package", PUBLIC_PACKAGES)
+def test_every_public_subpackage_imports_first_in_a_fresh_interpreter(package):
+    # an import cycle only shows when the cycle's own module is the first one imported
+    done = subprocess.run([sys.executable, "-c", f"import {package}"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr

@@ -14,7 +14,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-import torchvision
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import _safe_indexing
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 from skadapt.cli._data import Data, read_data
 from skadapt.evaluation import evaluate
 from skadapt.finetune import PretrainedFineTuner, lr_find
-from skadapt.text import is_text_model
+from skadapt.networks import default_weights, takes_texts
 
 _CHUNK_BATCHES = 8  # predict shows progress every this many batches
 _DEFAULT_LR = 1e-3
@@ -35,7 +34,7 @@ _MODULE_SPEC = re.compile(r"^(?P<source>[\w.]+|.+\.py):(?P<attr>[\w.]+)$")
 
 # ----------------------------------------------------------------------------- the model
 def resolve_model_option(spec: str):
-    """``--model``: a torchvision or Hugging Face name as given, or the object ``source:attr``.
+    """``--model``: a torchvision, timm or Hugging Face name as given, or the object ``source:attr``.
 
     ``file.py:Name`` imports the file (its folder joins ``sys.path``, so the saved model loads
     again from there); ``package.module:Name`` imports the module from the working directory or
@@ -87,10 +86,8 @@ def _put_on_path(folder: Path) -> None:
 def _weights_option(weights: str, model) -> object:
     if weights.lower() == "none":
         return None
-    if weights == "auto":
-        is_torchvision = isinstance(model, str) and model in torchvision.models.list_models(
-            module=torchvision.models)
-        return "DEFAULT" if is_torchvision else None
+    if weights == "auto":  # pretrained for torchvision and timm names, the module's own otherwise
+        return default_weights(model)
     return weights
 
 
@@ -113,7 +110,7 @@ def _build_estimator(args, model) -> PretrainedFineTuner:
 def _check_text_model(args, model) -> None:
     if not args.text_column:
         return
-    if not is_text_model(model):
+    if not takes_texts(model):
         raise ValueError(f"--text-column needs a Hugging Face text model, but --model "
                          f"{args.model!r} is not one: pass a local model folder or an "
                          "'org/name' id.")

@@ -156,13 +156,15 @@ def _add_fit(commands) -> None:
     model = sub.add_argument_group("model")
     model.add_argument("--model", default="resnet18", metavar="NAME",
                        help="a torchvision model name (resnet18, efficientnet_b0, vit_b_16, ...), "
+                            "a timm model as 'timm/NAME' (needs pip install skadapt[timm]), "
                             "your own module as 'file.py:Name' or 'package.module:Name' (an "
                             "nn.Module class built with no arguments, an instance, or a function "
                             "returning one), or a Hugging Face text model (a local folder or "
                             "'org/name')")
     model.add_argument("--weights", default="auto", metavar="W",
-                       help="'auto' (DEFAULT for torchvision names, the module's own weights "
-                            "otherwise), a torchvision weights name (DEFAULT, IMAGENET1K_V1), "
+                       help="'auto' (DEFAULT for torchvision and timm names, the module's own "
+                            "weights otherwise), DEFAULT or a torchvision weights name "
+                            "(IMAGENET1K_V1), "
                             "'none' (random initialization), or a checkpoint file "
                             "(.pt/.pth/.safetensors)")
     model.add_argument("--head", metavar="NAME",
@@ -187,8 +189,9 @@ def _add_fit(commands) -> None:
     tuning.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="samples per training step")
     tuning.add_argument("--image-size", type=_positive_int, metavar="PIXELS",
-                        help="input size for images (default: the torchvision weights' own; "
-                             "required for your own module on image files)")
+                        help="input size for images (default: the model's own for "
+                             "torchvision and timm names, with or without weights; required "
+                             "for your own module on image files)")
     tuning.add_argument("--validation-fraction", type=_fraction_auto_or_none, default="auto",
                         metavar="F", help="part of the training data held out to monitor the fit "
                         "and stop early (only with 100 or more samples), 'auto' (10%% when that "

@@ -6,7 +6,7 @@ skorch in reach of the user with no glue (``callbacks=``, ``callbacks__<name>__<
 solves cloning, pickling (a GPU-trained net loads on a CPU) and parameter routing. What skadapt adds
 lives in overrides of a few well-defined hooks:
 
-- ``initialize_module``: resolve the pretrained network and its new head (``_backbones``);
+- ``initialize_module``: resolve the pretrained network and its new head (``skadapt.networks``);
 - ``initialize_optimizer``: one parameter group per trainable layer group (``_freezing``);
 - ``get_split_datasets`` / ``get_dataset`` / ``get_iterator``: any kind of input (``_inputs``), with
   train-time augmentation on the training part only;
@@ -38,7 +38,6 @@ from skorch import NeuralNet
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from torch.utils.data import Dataset
 
-from skadapt.finetune._backbones import resolve_network
 from skadapt.finetune._cache import (
     DecodedImageCache,
     DecodedImageDataset,
@@ -81,7 +80,8 @@ from skadapt.finetune._validation import (
     summarize,
 )
 from skadapt.finetune._weights import WeightedDataset, fit_weights, target_of, weighted_loss
-from skadapt.text._encoder import is_text_model, validate_text_parameters
+from skadapt.networks import check_array_input, resolve_network, takes_texts
+from skadapt.networks._source_hf_text import validate_text_parameters
 
 _LR_SCHEDULES = ("cosine", "constant")
 _HEAD_SOLVERS = ("auto", "convex", "gradient")
@@ -231,7 +231,7 @@ class _PretrainedNet(NeuralNet):
         if not (isinstance(self.max_epochs, numbers.Integral) and self.max_epochs >= 1):
             raise ValueError(f"max_epochs={self.max_epochs!r} must be an int >= 1.")
         validate_text_parameters(
-            model=self.model, max_length=self.max_length, pooling=self.pooling,
+            text=takes_texts(self.model), max_length=self.max_length, pooling=self.pooling,
             adapter=self.adapter, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
             empty_text=self.empty_text)
 
@@ -264,6 +264,7 @@ class _PretrainedNet(NeuralNet):
         with seeded(self.random_state):
             if not (self.warm_start and self.initialized_):
                 self._initialize_with_example(inputs)
+            self._check_input_shape(inputs)
             reason = self._why_not_cached(inputs)
             self.training_path_ = "cached backbone features" if reason is None else (
                 f"full network ({reason})")
@@ -396,7 +397,13 @@ class _PretrainedNet(NeuralNet):
         if n_features is not None and n_features != self.n_features_in_:
             raise ValueError(f"X has {n_features} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input.")
+        self._check_input_shape(inputs)
         return inputs
+
+    def _check_input_shape(self, inputs) -> None:
+        """Arrays of the wrong rank or channel count fail here, clearly, not inside torch."""
+        if isinstance(inputs, Inputs) and inputs.kind == "array":
+            check_array_input(self.network_, inputs.items.shape)
 
     def _initialize_with_example(self, inputs: Inputs) -> None:
         """Initialize, able to show the network two samples so that lazy layers get their shapes."""
@@ -493,7 +500,7 @@ class _PretrainedNet(NeuralNet):
     def _adapt(self, X) -> Inputs | Dataset:
         if isinstance(X, (Inputs, Dataset)):
             return X
-        if is_text_model(self.model):  # the model decides: a path and a sentence are both str
+        if takes_texts(self.model):  # the model decides: a path and a sentence are both str
             return adapt_texts(X, empty_text=self.empty_text)
         return adapt_inputs(X, path_column=self.path_column)
 
@@ -583,9 +590,10 @@ class _PretrainedNet(NeuralNet):
             kwargs["batch_size"] = len(dataset)
         if kwargs["num_workers"] > 0:
             kwargs.setdefault("persistent_workers", False)
-        make_collate = getattr(getattr(self, "network_", None), "collate", None)
-        if make_collate is not None:  # text networks tokenize each batch (dynamic padding)
-            kwargs.setdefault("collate_fn", make_collate(self.max_length))
+        network = getattr(self, "network_", None)
+        collate = network.collate(self.max_length) if network is not None else None
+        if collate is not None:  # text networks tokenize each batch (dynamic padding)
+            kwargs.setdefault("collate_fn", collate)
         return getattr(self, prefix)(dataset, **kwargs)
 
     # ----------------------------------------------------------------- forward

@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader
 from torchvision.ops import StochasticDepth
 from tqdm.auto import tqdm
 
-from skadapt.finetune._backbones import ResolvedNetwork, resolve_network
 from skadapt.finetune._cache import (
     EmbeddingCache,
     fingerprint,
@@ -52,7 +51,8 @@ from skadapt.finetune._inputs import (
     adapt_texts,
     make_transform,
 )
-from skadapt.text._encoder import EMPTY_TEXT, is_text_model
+from skadapt.networks import ResolvedNetwork, check_array_input, resolve_network, takes_texts
+from skadapt.networks._source_hf_text import EMPTY_TEXT
 
 __all__ = [
     "PretrainedFeatureExtractor",
@@ -252,6 +252,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             network.module.set_submodule(name, nn.Identity())
         network.module.requires_grad_(False).eval().to(device)
         self._layer_module(network)  # a wrong layer name fails in fit, not in transform
+        if inputs.kind == "array":
+            check_array_input(network, inputs.items.shape)
         self.network_ = network
         self.device_ = device
         self.computation_ = fingerprint(module_fingerprint(network.module),
@@ -276,6 +278,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
                 and inputs.items.shape[1] != expected:
             raise ValueError(f"X has {inputs.items.shape[1]} features, but "
                              f"{type(self).__name__} is expecting {expected} features as input.")
+        if inputs.kind == "array":
+            check_array_input(self.network_, inputs.items.shape)
         return self._embed(inputs)
 
     def __sklearn_tags__(self):
@@ -291,7 +295,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     # ----------------------------------------------------------------- internals
     @property
     def _text(self) -> bool:
-        return is_text_model(self.model)
+        return takes_texts(self.model)
 
     def _validate_parameters(self) -> None:
         if self.pooling not in POOLINGS:
@@ -471,7 +475,7 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from skadapt.finetune._backbones import resolve_network
+    >>> from skadapt.networks import resolve_network
     >>> from skadapt.finetune._inputs import adapt_inputs
     >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     >>> network = resolve_network(net, n_outputs=2)
@@ -515,7 +519,7 @@ def head_only_module(network: ResolvedNetwork) -> nn.Module:
 
     Examples
     --------
-    >>> from skadapt.finetune._backbones import resolve_network
+    >>> from skadapt.networks import resolve_network
     >>> network = resolve_network("mobilenet_v3_small", n_outputs=2)
     >>> head_only_module(network)
     Sequential(
@@ -580,7 +584,7 @@ def why_cache_not_applicable(network: ResolvedNetwork, example_input=None) -> st
 
     Examples
     --------
-    >>> from skadapt.finetune._backbones import resolve_network
+    >>> from skadapt.networks import resolve_network
     >>> print(why_cache_not_applicable(resolve_network("resnet18", n_outputs=2)))
     None
     >>> why_cache_not_applicable(resolve_network("squeezenet1_1", n_outputs=2)).split(":")[0]
@@ -624,7 +628,7 @@ def cache_applicable(network: ResolvedNetwork, example_input=None) -> bool:
 
     Examples
     --------
-    >>> from skadapt.finetune._backbones import resolve_network
+    >>> from skadapt.networks import resolve_network
     >>> cache_applicable(resolve_network("resnet18", n_outputs=2))
     True
     >>> cache_applicable(resolve_network("squeezenet1_1", n_outputs=2))
@@ -649,7 +653,8 @@ def _is_random_in_training(layer: nn.Module) -> bool:
         return layer.p > 0
     if isinstance(layer, nn.MultiheadAttention):
         return layer.dropout > 0
-    return False
+    drop_prob = getattr(layer, "drop_prob", None)  # timm's DropPath and DropBlock
+    return isinstance(drop_prob, float) and drop_prob > 0
 
 
 def _check_by_running(network: ResolvedNetwork, head: nn.Module, name: str,

@@ -5,8 +5,8 @@ This module is the only place in skadapt that touches ``requires_grad``.
 Vocabulary
 ----------
 layer group
-    One entry of ``ResolvedNetwork.groups`` (see ``_backbones``): the backbone split into ordered groups,
-    input side first. The new head is not a group; it always trains.
+    One entry of ``ResolvedNetwork.groups`` (see ``skadapt.networks``): the backbone split into
+    ordered groups, input side first. The new head is not a group; it always trains.
 freeze
     What is frozen when training starts: ``"none"`` (nothing), ``"backbone"`` (every group),
     an int ``k`` (every group except the last ``k``), or a list of ``fnmatch`` patterns naming frozen

@@ -52,9 +52,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array
 from torch.utils.data import DataLoader
-from torchvision.models import SwinTransformer
 
-from skadapt.finetune._backbones import ResolvedNetwork, resolve_network
 from skadapt.finetune._device import resolve_device, seeded
 from skadapt.finetune._inputs import (
     InputDataset,
@@ -63,7 +61,7 @@ from skadapt.finetune._inputs import (
     adapt_texts,
     make_transform,
 )
-from skadapt.text._encoder import is_text_model
+from skadapt.networks import ResolvedNetwork, check_array_input, resolve_network, takes_texts
 
 PROFILE_COLUMNS = ["group", "auc", "auc_std", "mmd2"]
 _MMD_MAX_SAMPLES = 1000
@@ -372,7 +370,7 @@ def _group_features(X_source, X_target, *, model, weights=None, head=None, image
         raise ValueError(f"batch_size={batch_size!r}: pass an int >= 1.")
     with seeded(random_state):
         network = resolve_network(model, weights, n_outputs=2, head=head)
-    text = is_text_model(model)
+    text = takes_texts(model)
     runner = _GroupOutputs(network, resolve_device(device))
     source, target = (_collect(runner, X, network, text, image_size, mean, std, path_column,
                                max_length, batch_size) for X in (X_source, X_target))
@@ -401,6 +399,8 @@ def _loader(X, network: ResolvedNetwork, text: bool, image_size, mean, std, path
         return DataLoader(InputDataset(inputs), batch_size=batch_size,
                           collate_fn=network.collate(max_length)), order
     inputs = adapt_inputs(X, path_column=path_column)
+    if inputs.kind == "array":
+        check_array_input(network, inputs.items.shape)
     transform = make_transform(inputs.kind, train=False, preprocessing=network.preprocessing,
                                image_size=image_size, mean=mean, std=std, augment=False)
     return DataLoader(InputDataset(inputs, transform=transform), batch_size=batch_size), None
@@ -413,7 +413,7 @@ class _GroupOutputs:
         self.module = network.module.to(device).eval()
         self.device = device
         self.names = {group.name: group.modules[-1] for group in network.groups if group.modules}
-        self.channels_last = isinstance(network.module, SwinTransformer)
+        self.channels_last = network.channels_last
         self.mask: torch.Tensor | None = None
         self.batch: dict[str, torch.Tensor] = {}
 

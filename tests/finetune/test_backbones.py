@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 from benchmarks.cifar_resnet import CifarResNet, checkpoint_path
-from skadapt.finetune._backbones import (
+from skadapt.networks import (
     Preprocessing,
     load_checkpoint,
     preprocessing_of,
@@ -96,8 +96,8 @@ FAMILIES = {
     "shufflenet_v2_x0_5": (64, ("fc",), ["conv1", "stage2", "stage3", "stage4", "conv5"]),
     "mnasnet0_5": (64, ("classifier.1",), None),
     "regnet_y_400mf": (64, ("fc",), ["stem"] + [f"trunk_output.block{i}" for i in range(1, 5)]),
-    "googlenet": (64, ("aux1.fc2", "aux2.fc2", "fc"), None),
-    "inception_v3": (299, ("AuxLogits.fc", "fc"), None),
+    "googlenet": (64, ("fc",), None),  # built without the auxiliary classifiers
+    "inception_v3": (224, ("fc",), None),
     "vgg11": (64, ("classifier.6",), [f"features.{i}" for i in (0, 3, 6, 8, 11, 13, 16, 18)]
               + ["classifier.0", "classifier.3"]),
     "alexnet": (64, ("classifier.6",), None),
@@ -124,7 +124,9 @@ def test_torchvision_family_gets_new_head_and_layer_groups(name):
     assert len(network.groups) >= 4
     if expected_groups is not None:
         assert [group.name for group in network.groups] == expected_groups
-    assert network.preprocessing is None
+    # no weights: the family's standard preprocessing, read from its DEFAULT entry offline
+    default = torchvision.models.get_model_weights(name).DEFAULT
+    assert network.preprocessing == preprocessing_of(default)
 
 
 def test_vit_container_parameters_join_the_next_group():
@@ -309,7 +311,8 @@ def test_torchvision_name_reloads_its_own_checkpoint(tmp_path):
     path = _save(source.state_dict(), tmp_path / "resnet18.pth")
     network = resolve_network("resnet18", weights=path, n_outputs=2)
     _assert_backbone_equal(network, source)
-    assert network.module.fc.out_features == 2 and network.preprocessing is None
+    assert network.module.fc.out_features == 2
+    assert network.preprocessing.crop_size == 224  # the family's standard preprocessing
 
 
 def test_mismatching_checkpoint_lists_missing_and_unexpected_keys(tmp_path):
@@ -434,3 +437,57 @@ def test_a_bare_linear_layer_is_a_network_that_is_all_head():
     network = resolve_network(torch.nn.Linear(4, 10), n_outputs=3)
     assert network.head == ("0",) and network.groups == ()
     assert network.module(torch.zeros(2, 4)).shape == (2, 3)
+
+
+# --------------------------------------------------------------------------- issue 13
+def test_torchvision_names_without_weights_use_the_family_standard_preprocessing():
+    # no download: the DEFAULT entry's transforms() metadata is in the enum
+    assert resolve_network("resnet18", weights=None).preprocessing == Preprocessing(
+        resize_size=256, crop_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        interpolation="bilinear")
+    inception = resolve_network("inception_v3", weights=None).preprocessing
+    assert (inception.resize_size, inception.crop_size) == (342, 299)
+
+
+def test_inception_v3_trains_on_224_pixels_without_its_auxiliary_head():
+    torch.manual_seed(0)
+    network = resolve_network("inception_v3", n_outputs=2)
+    assert network.module.AuxLogits is None and network.head == ("fc",)
+    out = network.module.train()(torch.randn(2, 3, 224, 224))  # the aux head failed here
+    assert out.shape == (2, 2)
+
+
+def test_inception_checkpoints_with_or_without_the_auxiliary_head_load(tmp_path):
+    torch.manual_seed(0)
+    with_aux = torchvision.models.inception_v3(init_weights=True)
+    path = tmp_path / "inception.pt"
+    torch.save(with_aux.state_dict(), path)
+    network = resolve_network("inception_v3", weights=path, n_outputs=2)
+    assert network.module.AuxLogits is None
+    _assert_backbone_equal(network, nn.ModuleDict({k: v for k, v in with_aux.named_children()
+                                                   if k != "AuxLogits"}))
+    with_aux.AuxLogits = None
+    without = tmp_path / "inception_no_aux.pt"
+    torch.save(with_aux.state_dict(), without)
+    assert resolve_network("inception_v3", weights=without).module.AuxLogits is None
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((4, 1, 16, 16), r"X has 1 channel, the network's first layer expects 3: repeat the gray "
+                     r"channel \(np.repeat\(X, 3, axis=1\)\) or pass image files"),
+    ((4, 4, 16, 16), r"X has 4 channels, the network's first layer expects 3: pass arrays of "
+                     r"shape \(n_samples, 3, height, width\)"),
+    ((4, 768), r"X has shape \(4, 768\), but the network's first layer is a Conv2d that expects "
+               r"\(n_samples, 3, height, width\) images"),
+])
+def test_arrays_that_cannot_enter_the_first_layer_get_a_clear_error(shape, message):
+    from skadapt.networks import check_array_input
+
+    network = resolve_network(Tiny, n_outputs=2)
+    with pytest.raises(ValueError, match=message):
+        check_array_input(network, shape)
+    check_array_input(network, (4, 3, 16, 16))  # what it expects passes
+    mlp = resolve_network(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2)))
+    with pytest.raises(ValueError, match="X has 5 features, the network's first layer"):
+        check_array_input(mlp, (4, 5))
+    check_array_input(mlp, (4, 6))

@@ -283,3 +283,30 @@ def test_decoding_image_files_once_per_fit_changes_nothing_without_augmentation(
     cached = PretrainedFineTuner(TinyCNN, **params).fit(paths, labels)
     decoded = PretrainedFineTuner(TinyCNN, image_cache_mb=0, **params).fit(paths, labels)
     np.testing.assert_allclose(cached.predict_proba(paths), decoded.predict_proba(paths), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- issue 13: shapes
+def test_arrays_of_the_wrong_channels_or_rank_fail_clearly_at_fit_and_predict(images):
+    X, y = images
+    gray = X[:, :1]
+    with pytest.raises(ValueError, match=r"X has 1 channel, the network's first layer expects 3: "
+                                         r"repeat the gray channel"):
+        PretrainedFineTuner(TinyCNN, **FAST).fit(gray, y)
+    with pytest.raises(ValueError, match=r"X has shape \(96, 768\), but the network's first "
+                                         r"layer is a Conv2d"):
+        PretrainedFineTuner(TinyCNN, **FAST).fit(X.reshape(len(X), -1), y)
+    clf = PretrainedFineTuner(TinyCNN, freeze="none", max_epochs=1, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="X has 1 channel, the network's first layer expects 3"):
+        clf.predict(gray)
+    with pytest.raises(ValueError, match=r"X has 4 channels.*expects 3"):
+        clf.predict_proba(np.concatenate([X, X[:, :1]], axis=1))
+
+
+def test_inception_v3_fits_224_pixel_arrays_without_its_auxiliary_head():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4, 3, 224, 224)).astype(np.float32)
+    y = np.array([0, 1, 0, 1])
+    clf = PretrainedFineTuner("inception_v3", freeze=3, max_epochs=1, batch_size=4,
+                              random_state=0, validation_fraction=None).fit(X, y)
+    assert clf.module_.AuxLogits is None
+    assert clf.predict(X).shape == (4,)

@@ -18,7 +18,6 @@ from sklearn.pipeline import make_pipeline
 from torch import nn
 
 from benchmarks.cifar_resnet import SHARED, CifarResNet, checkpoint_path
-from skadapt.finetune._backbones import resolve_network
 from skadapt.finetune._cache import EmbeddingCache, shared_cache
 from skadapt.finetune._extractor import (
     PretrainedFeatureExtractor,
@@ -28,6 +27,7 @@ from skadapt.finetune._extractor import (
     why_cache_not_applicable,
 )
 from skadapt.finetune._inputs import adapt_inputs, make_transform
+from skadapt.networks import resolve_network
 from tests.finetune.conftest import TinyCNN, color_task
 
 HYMENOPTERA = SHARED / "data" / "hymenoptera_data"
@@ -275,8 +275,14 @@ def test_images_of_unknown_size_are_a_clear_error(tmp_path, images):
 
 def test_a_network_that_cannot_take_x_fails_in_fit_naming_the_shape():
     mlp = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
-    with pytest.raises(ValueError, match=r"shape \(4,\).*mat1 and mat2"):
+    # checked against the first layer before torch runs
+    with pytest.raises(ValueError, match=r"X has 4 features, the network's first layer \(an "
+                                         r"nn.Linear\) expects 5"):
         PretrainedFeatureExtractor(mlp).fit(np.ones((3, 4), dtype=np.float32))
+    # what the first layer cannot tell (a flattening network) still fails naming the shape
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 3))
+    with pytest.raises(ValueError, match=r"shape \(1, 2, 2\).*mat1 and mat2"):
+        PretrainedFeatureExtractor(flat).fit(np.ones((3, 1, 2, 2), dtype=np.float32))
 
 
 def test_progress_bar_on_request(tiny_checkpoint, images, capsys):

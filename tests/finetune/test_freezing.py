@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from skadapt import PretrainedFineTuner
-from skadapt.finetune._backbones import resolve_network
 from skadapt.finetune._freezing import frozen_at_epoch, groups_to_unfreeze
+from skadapt.networks import resolve_network
 from tests.finetune.conftest import TinyCNN
 
 GROUPS = ["stem", "stage1", "stage2", "stage3"]

@@ -11,7 +11,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from skadapt.finetune._backbones import Preprocessing
 from skadapt.finetune._inputs import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -22,6 +21,7 @@ from skadapt.finetune._inputs import (
     load_rgb,
     make_transform,
 )
+from skadapt.networks import Preprocessing
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 HYMENOPTERA_TRAIN = SHARED / "data" / "hymenoptera_data" / "train"

@@ -13,8 +13,8 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from skadapt import PretrainedFineTuner, PretrainedFineTunerRegressor
-from skadapt.finetune._backbones import resolve_network
 from skadapt.finetune._inputs import adapt_texts
+from skadapt.networks import resolve_network
 from skadapt.text import TextCollate, TextNetwork, is_text_model, resolve_text_network
 from tests.text.conftest import sentiment_task
 

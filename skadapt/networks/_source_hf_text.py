@@ -1,4 +1,4 @@
-"""Hugging Face text encoders (BERT family) as networks for :class:`PretrainedFineTuner`.
+"""Hugging Face text encoders (BERT family): a local directory or an ``"org/name"`` hub id.
 
 ``resolve_text_network`` loads an encoder with ``transformers.AutoModel`` (its pooling layer off),
 puts a new ``nn.Linear`` head named ``head`` on a pooled representation, and splits the encoder
@@ -7,7 +7,7 @@ LoRA) are imported only when a text model is asked for, so image users never nee
 
 Layer groups
 ------------
-Built explicitly rather than by the generic rule of ``_backbones`` (which splits a 2-layer encoder
+Built explicitly rather than by the generic rule of ``_base`` (which splits a 2-layer encoder
 into parts of its embeddings): the repeated layers are the ``nn.ModuleList`` holding the most
 parameters (BERT's ``encoder.layer``, DistilBERT's ``transformer.layer``); the first group is the
 module around the input embeddings (``backbone.embeddings``). Parameters outside both (a final
@@ -37,25 +37,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from skadapt.finetune._backbones import LayerGroup, ResolvedNetwork
-from skadapt.text._tokenize import TextCollate
+from skadapt.networks._base import LayerGroup, ResolvedNetwork, Source
+from skadapt.networks._tokenize import TextCollate
 
 POOLINGS = ("mean", "cls")
 ADAPTERS = (None, "lora")
 EMPTY_TEXT = ("raise", "allow")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _INSTALL_HINT = "pip install skadapt[text]"
+_TEXT_OPTIONS = ("pooling", "adapter", "lora_r", "lora_alpha")
 
 
-def is_text_model(model: object) -> bool:
+def looks_like_hub_model(model: object) -> bool:
     """Whether ``model`` names a Hugging Face model: a local directory, or an ``org/name`` hub id.
 
-    Torchvision names never hold a slash, so the two never clash. Decided from the model alone
-    (never from ``X``: an image path and a sentence are both strings).
+    Torchvision names never hold a slash, so the two never clash; ``timm/<name>`` is claimed by
+    the timm source first (see the registry). Decided from the model alone (never from ``X``: an
+    image path and a sentence are both strings).
 
     Examples
     --------
-    >>> is_text_model("sentence-transformers/all-MiniLM-L6-v2"), is_text_model("resnet18")
+    >>> looks_like_hub_model("sentence-transformers/all-MiniLM-L6-v2"), looks_like_hub_model("resnet18")
     (True, False)
     """
     if isinstance(model, os.PathLike):
@@ -124,6 +126,7 @@ class TextNetwork(ResolvedNetwork):
     tokenizer: Any = None
     adapter_params: tuple[str, ...] = ()
     max_positions: int | None = None
+    source: str = "huggingface-text"
 
     def collate(self, max_length: int) -> TextCollate:
         """The DataLoader ``collate_fn`` that tokenizes batches to at most ``max_length`` tokens."""
@@ -133,7 +136,7 @@ class TextNetwork(ResolvedNetwork):
         return TextCollate(self.tokenizer, max_length)
 
 
-def validate_text_parameters(*, model, max_length, pooling, adapter, lora_r, lora_alpha,
+def validate_text_parameters(*, text: bool, max_length, pooling, adapter, lora_r, lora_alpha,
                              empty_text) -> None:
     """Raise a clear ``ValueError`` for a bad text parameter of the fine-tuning estimators."""
     if not (_is_int(max_length) and max_length >= 2):
@@ -143,7 +146,7 @@ def validate_text_parameters(*, model, max_length, pooling, adapter, lora_r, lor
         raise ValueError(f"pooling={pooling!r}: pass one of {POOLINGS}.")
     if adapter not in ADAPTERS:
         raise ValueError(f"adapter={adapter!r}: pass None (fine-tune the weights) or 'lora'.")
-    if adapter is not None and not is_text_model(model):
+    if adapter is not None and not text:
         raise ValueError(f"adapter={adapter!r} applies to Hugging Face text models (an 'org/name' "
                          "id or a local directory): pass adapter=None for this model.")
     if not (_is_int(lora_r) and lora_r >= 1):
@@ -206,6 +209,15 @@ def resolve_text_network(model: str | os.PathLike, n_outputs: int = 2, *, weight
     return TextNetwork(module=module, head=("head",), groups=_text_layer_groups(module),
                        preprocessing=None, tokenizer=tokenizer, adapter_params=adapters,
                        max_positions=_max_positions(backbone.config, tokenizer))
+
+
+def _resolve(model, weights, *, n_outputs: int, head, example_input, options) -> TextNetwork:
+    options = {key: value for key, value in (options or {}).items() if key in _TEXT_OPTIONS}
+    return resolve_text_network(model, n_outputs, weights=weights, head=head, **options)
+
+
+SOURCE = Source(name="huggingface-text", priority=20, claims=looks_like_hub_model,
+                resolve=_resolve, takes_texts=True)
 
 
 # --------------------------------------------------------------------------- loading
