@@ -750,16 +750,19 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
     Parameters
     ----------
     model : str, path-like, torch.nn.Module or type
-        A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), your own
-        module (instance or class, e.g. a network pretrained on your source domain), or a Hugging
-        Face text encoder (BERT family): a local directory holding ``config.json``, the weights
-        and the tokenizer files, or a hub id ``"org/name"``. With a text model ``X`` is texts and
-        the layer groups are the embeddings and each transformer layer (needs
-        ``pip install skadapt[text]``; see ``docs/text.md``).
+        A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), a timm
+        model ``"timm/<name>"`` or ``"timm/<name>.<pretrained tag>"`` (needs
+        ``pip install skadapt[timm]``), your own module (instance or class, e.g. a network
+        pretrained on your source domain), or a Hugging Face text encoder (BERT family): a local
+        directory holding ``config.json``, the weights and the tokenizer files, or a hub id
+        ``"org/name"``. With a text model ``X`` is texts and the layer groups are the embeddings
+        and each transformer layer (needs ``pip install skadapt[text]``; see ``docs/text.md``).
+        Every source is described in ``docs/models.md``.
     weights : str, path or None, default=None
         For torchvision names: ``"DEFAULT"``, a weights name such as ``"IMAGENET1K_V1"``, or ``None``
-        for random initialization. For any model: a checkpoint path (``.pt``/``.pth`` state dict,
-        possibly nested under ``state_dict`` and with a ``module.`` prefix, or ``.safetensors``).
+        for random initialization; for timm names ``"DEFAULT"`` (timm's pretrained weights) or
+        ``None``. For any image model: a checkpoint path (``.pt``/``.pth`` state dict, possibly
+        nested under ``state_dict`` and with a ``module.`` prefix, or ``.safetensors``).
     head : str, optional
         Dotted name of the head to replace in your own module; by default its last ``nn.Linear``.
     freeze : {"backbone", "none"}, int or list of str, default="backbone"
@@ -782,7 +785,8 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         Keep the affine parameters of frozen BatchNorm layers trainable. Their running statistics
         stay frozen either way.
     image_size : int, optional
-        Input size for image files and PIL images (required without torchvision weights); for arrays,
+        Input size for image files and PIL images (by default the model's own: torchvision and
+        timm names know it, with or without weights; required for your own module); for arrays,
         resize to it.
     mean, std : sequence of float, optional
         Normalization; by default the weights' own (ImageNet's for images without weights).

@@ -141,13 +141,14 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     model : str, torch.nn.Module or type
-        As for ``PretrainedFineTuner``: a torchvision classification model name, your own module
+        As for ``PretrainedFineTuner``: a torchvision classification model name, a timm model
+        ``"timm/<name>"`` (the embedding is timm's pre-logits features), your own module
         (instance, deep-copied, or class) whose head is its last ``nn.Linear`` (or ``head=``), or
         a Hugging Face text encoder (a local directory or an ``"org/name"`` id; ``X`` is then
         texts, and ``pip install skadapt[text]`` is needed).
     weights : str, path or None, default=None
         ``"DEFAULT"`` or a torchvision weights name, a checkpoint path, or None (the module's own
-        weights; random for names).
+        weights; random for names). For timm names ``"DEFAULT"`` is timm's pretrained weights.
     head : str, optional
         Dotted name of the head to remove; by default the last ``nn.Linear`` (or the known head of
         SqueezeNet, Inception v3, GoogLeNet).
@@ -161,8 +162,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         as they are. Channels-last maps (Swin's ``features.*``, ``(n, h, w, c)``) are not told
         apart: pool them yourself.
     image_size : int, optional
-        Input size for image files and PIL images (required without torchvision weights); for
-        arrays, resize to it.
+        Input size for image files and PIL images (by default the model's own; required for your
+        own module); for arrays, resize to it.
     mean, std : sequence of float, optional
         Normalization; by default the weights' own (ImageNet's for images without weights).
         Arrays are taken as already normalized unless these are given.

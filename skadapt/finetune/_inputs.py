@@ -29,11 +29,12 @@ which turns most 16-bit images white). The EXIF orientation tag is applied, so a
 upright, as it shows in a viewer. A file that cannot be decoded raises a ``ValueError`` naming it:
 never a silent blank image.
 
-How images are transformed (:func:`make_transform`): the size and normalization of the network's
-torchvision weights (``preprocessing``) unless ``image_size`` / ``mean`` / ``std`` override them;
-with no weights' preprocessing and no ``mean`` / ``std``, the ImageNet mean and std (what nearly all
-pretrained vision models expect). Every transform is a composition of torchvision ``v2``
-transforms and module-level classes, so datasets pickle for DataLoader workers and joblib.
+How images are transformed (:func:`make_transform`): the size and normalization the network
+expects (``preprocessing``, from the network registry) unless ``image_size`` / ``mean`` /
+``std`` override them; with no known preprocessing and no ``mean`` / ``std``, the ImageNet mean
+and std (what nearly all pretrained vision models expect). Every transform is a composition of
+torchvision ``v2`` transforms and module-level classes, so datasets pickle for DataLoader workers
+and joblib.
 """
 
 from __future__ import annotations
@@ -527,7 +528,7 @@ def make_transform(
     train : bool
         Whether this is the training transform: augmentation is only ever applied at train time.
     preprocessing : Preprocessing, optional
-        The torchvision weights' preprocessing (``resize_size``, ``crop_size``, ``mean``, ``std``,
+        The network's preprocessing (``resize_size``, ``crop_size``, ``mean``, ``std``,
         ``interpolation``). Ignored for arrays, which are already preprocessed.
     image_size : int, optional
         Overrides the crop size (images: the short side is resized to ``image_size / 0.875``,
@@ -573,8 +574,8 @@ def image_sizes(preprocessing=None, image_size=None) -> tuple[int, int, str]:
     elif preprocessing is not None:
         crop, resize = int(preprocessing.crop_size), int(preprocessing.resize_size)
     else:
-        raise ValueError("pass image_size=... (and mean=, std=) for a model without torchvision "
-                         "weights: its expected input size is unknown.")
+        raise ValueError("pass image_size=... (and mean=, std=) for your own module: its "
+                         "expected input size is unknown (torchvision and timm names know theirs).")
     return crop, resize, preprocessing.interpolation if preprocessing else "bilinear"
 
 
