@@ -159,8 +159,8 @@ def _add_fit(commands) -> None:
                             "a timm model as 'timm/NAME' (needs pip install skadapt[timm]), "
                             "your own module as 'file.py:Name' or 'package.module:Name' (an "
                             "nn.Module class built with no arguments, an instance, or a function "
-                            "returning one), or a Hugging Face text model (a local folder or "
-                            "'org/name')")
+                            "returning one), or a Hugging Face image or text model (a local "
+                            "folder or 'org/name')")
     model.add_argument("--weights", default="auto", metavar="W",
                        help="'auto' (DEFAULT for torchvision and timm names, the module's own "
                             "weights otherwise), DEFAULT or a torchvision weights name "

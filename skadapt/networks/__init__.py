@@ -1,7 +1,8 @@
 """The network registry: every pretrained network skadapt fine-tunes, from one place.
 
 A source per kind of ``model`` (one ``_source_*.py`` module each): torchvision names, timm
-(``"timm/<name>"``), Hugging Face text encoders, your own ``nn.Module``. Each builds the network
+(``"timm/<name>"``), Hugging Face image models and text encoders (a folder or ``"org/name"``),
+your own ``nn.Module``. Each builds the network
 from ``model``/``weights``, replaces its head, splits its backbone into ordered layer groups and
 says what preprocessing its inputs expect (and, for texts, how batches are tokenized): a
 :class:`ResolvedNetwork`. The estimators, the feature extractor, ``shift_profile`` and the command

@@ -1,11 +1,11 @@
 """What every source of networks answers, and the rules they share.
 
-A *source* (``_source_*.py``: torchvision names, timm, Hugging Face text encoders, your own
-modules) turns ``model``/``weights`` into a :class:`ResolvedNetwork`: the network with a new head,
-the names of that head, the backbone's ordered :class:`LayerGroup` s, the :class:`Preprocessing`
-its inputs expect, and for texts the tokenizer (``collate``). Nothing in this package imports the
-estimators, so the estimators, the extractor, ``shift_profile`` and the command line can all
-import it.
+A *source* (``_source_*.py``: torchvision names, timm, Hugging Face image models and text
+encoders, your own modules) turns ``model``/``weights`` into a :class:`ResolvedNetwork`: the
+network with a new head, the names of that head, the backbone's ordered :class:`LayerGroup` s,
+the :class:`Preprocessing` its inputs expect, and for texts the tokenizer (``collate``).
+Nothing in this package imports the estimators, so the estimators, the extractor,
+``shift_profile`` and the command line can all import it.
 
 Head
 ----
@@ -124,8 +124,8 @@ class ResolvedNetwork:
         What the network's inputs expect (size, crop, mean/std, interpolation); None when unknown
         (your own module, a checkpoint without a family).
     source : str
-        The source that built it: ``"torchvision"``, ``"timm"``, ``"huggingface-text"``,
-        ``"module"``.
+        The source that built it: ``"torchvision"``, ``"timm"``, ``"huggingface-vision"``,
+        ``"huggingface-text"``, ``"module"``.
     channels_last : bool
         Whether the backbone's feature maps are ``(n, height, width, channels)`` (Swin).
 

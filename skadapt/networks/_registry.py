@@ -3,8 +3,9 @@
 Every module of this package named ``_source_<name>.py`` defines ``SOURCE``, a
 :class:`~skadapt.networks._base.Source`; the registry finds them by that name, so adding a
 source is adding one file. Sources are asked in increasing ``priority``: timm (``"timm/<name>"``),
-Hugging Face text encoders (a directory or an ``"org/name"`` id), your own modules, and last
-torchvision, which takes every other name (and says which names it knows).
+Hugging Face image models (a folder, or a cached ``"org/name"``, whose config has
+``num_channels``), Hugging Face text encoders (any other folder or ``"org/name"`` id), your own
+modules, and last torchvision, which takes every other name (and says which names it knows).
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     ----------
     model : str, path-like, nn.Module or nn.Module subclass
         A torchvision classification model name (``"resnet18"``), a timm model
-        (``"timm/<name>"`` or ``"timm/<name>.<pretrained tag>"``), a Hugging Face text encoder
-        (a local directory or an ``"org/name"`` hub id), a module instance (deep-copied) or a
-        module class (built with no arguments).
+        (``"timm/<name>"`` or ``"timm/<name>.<pretrained tag>"``), a Hugging Face image model or
+        text encoder (a local directory or an ``"org/name"`` hub id), a module instance
+        (deep-copied) or a module class (built with no arguments).
     weights : None, str or path-like, default=None
         ``None``: random weights for names, the module's own for modules. torchvision names:
         ``"DEFAULT"`` or a weights name such as ``"IMAGENET1K_V1"`` (downloaded to the torch hub

@@ -17,7 +17,7 @@ from tests.finetune.conftest import TinyCNN
 
 def test_every_source_module_is_found_and_asked_in_priority_order():
     names = [source.name for source in sources()]
-    assert names == ["timm", "huggingface-text", "module", "torchvision"]
+    assert names == ["timm", "huggingface-vision", "huggingface-text", "module", "torchvision"]
 
 
 @pytest.mark.parametrize("model, source, texts, weights", [
