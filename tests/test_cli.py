@@ -166,6 +166,15 @@ def test_fit_a_torchvision_name_without_weights_needs_no_image_size(workspace):
     assert model.network_.preprocessing.crop_size == 224
 
 
+def test_fit_a_timm_model_by_name(workspace):
+    pytest.importorskip("timm", reason="the optional timm extra is not installed")
+    skadapt("fit", "photos", "--model", "timm/test_resnet", "--weights", "none", "--epochs", "1",
+            "--batch-size", "12", "--out", "timm.joblib", "--quiet", cwd=workspace)
+    model = joblib.load(workspace / "timm.joblib")
+    assert model.network_.source == "timm" and model.network_.head == ("fc",)
+    assert model.network_.preprocessing.crop_size == 160  # timm's pretrained_cfg
+
+
 def test_fit_with_lr_auto_uses_the_range_test_suggestion_and_plots_it(workspace):
     result = skadapt("fit", "table.csv", "--model", "cli_nets.py:mlp", "--freeze", "none",
                      "--epochs", "2", "--batch-size", "8", "--lr", "auto", "--out", "auto.joblib",

@@ -1,4 +1,6 @@
-"""timm models: ``model="timm/<name>"`` or ``"timm/<name>.<pretrained tag>"`` (as on the hub).
+"""timm models: ``model="timm/<name>"`` or ``"timm/<name>.<pretrained tag>"`` (as on the hub),
+or a model timm built (``timm.create_model(..., drop_path_rate=0.1, img_size=...)``: deep-copied,
+with ``weights`` None for its own or a state-dict file).
 
 Needs the optional extra ``pip install skadapt[timm]``; timm is imported only when such a model
 is asked for. The ``timm/`` prefix is parsed here (timm 1.0 itself would silently keep only the
@@ -26,6 +28,7 @@ interpolation, mean, std). What the new head reads (the cache's and the extracto
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import os
@@ -44,6 +47,7 @@ from skadapt.networks._checkpoints import (
     CHECKPOINT_SUFFIXES,
     checkpoint_path,
     load_checkpoint,
+    load_file_into,
 )
 
 PREFIX = "timm/"
@@ -52,11 +56,19 @@ _SHOWN = 10
 
 
 def _claims(model) -> bool:
-    return isinstance(model, str) and model.startswith(PREFIX)
+    return (isinstance(model, str) and model.startswith(PREFIX)) or _is_timm_module(model)
 
 
-def _default_weights(model) -> str:
-    return "DEFAULT"
+def _is_timm_module(model) -> bool:
+    """A model built by timm: it carries timm's classifier and group interfaces and config."""
+    return isinstance(model, nn.Module) and all(
+        callable(getattr(model, name, None))
+        for name in ("reset_classifier", "get_classifier", "group_matcher")
+    ) and isinstance(getattr(model, "pretrained_cfg", None), dict)
+
+
+def _default_weights(model) -> str | None:
+    return None if isinstance(model, nn.Module) else "DEFAULT"  # a built model keeps its own
 
 
 def timm_name(model: str) -> str:
@@ -70,9 +82,14 @@ def _resolve(model: str, weights, *, n_outputs: int, head, example_input, option
         raise ValueError(f"head={head!r}: a timm model's head is its own classifier "
                          "(get_classifier), replaced through reset_classifier; pass head=None.")
     timm = _import_timm()
-    name = timm_name(model)
-    _check_name(timm, name)
-    module = _build(timm, name, weights)
+    if isinstance(model, nn.Module):
+        module = copy.deepcopy(model)
+        if weights is not None:
+            load_file_into(module, weights)
+    else:
+        name = timm_name(model)
+        _check_name(timm, name)
+        module = _build(timm, name, weights)
     module.reset_classifier(n_outputs)
     head_name = _classifier_name(module)
     data = timm.data.resolve_model_data_config(module)

@@ -156,3 +156,21 @@ def test_shift_profile_follows_timm_blocks():
     X, _ = _tiny_task(n=20)
     profile = shift_profile(X[:10], X[10:] + 1.0, model="timm/test_resnet", cv=2, random_state=0)
     assert profile.group.tolist() == ["conv1", "layer1", "layer2", "layer3", "layer4"]
+
+
+def test_a_model_timm_built_keeps_its_options_and_drop_path_is_off_while_frozen(tmp_path):
+    torch.manual_seed(0)
+    built = timm.create_model("test_vit", img_size=32, drop_path_rate=0.3, drop_rate=0.0)
+    assert source_of(built).name == "timm"
+    network = resolve_network(built, n_outputs=2)
+    assert network.head == ("head",) and network.module is not built
+    assert [group.name for group in network.groups][:2] == ["patch_embed", "blocks.0"]
+    X, y = _tiny_task()
+    # drop-path is random in training mode: frozen blocks run in inference mode, so the frozen
+    # backbone's features are deterministic and cacheable
+    clf = PretrainedFineTuner(built, freeze="backbone", augment=False, max_epochs=1,
+                              random_state=0).fit(X, y)
+    assert clf.training_path_ == "cached backbone features"
+    path = tmp_path / "vit.pth"
+    torch.save(built.state_dict(), path)
+    _backbone_equal(resolve_network(built, weights=path), built)
