@@ -59,3 +59,19 @@ def test_the_old_import_path_still_resolves():
 
     assert old is resolve_network
     assert old(TinyCNN, n_outputs=2).module(torch.zeros(1, 3, 8, 8)).shape == (1, 2)
+
+
+def test_the_old_module_paths_that_pickles_name_still_hold_the_classes():
+    # models pickled before the registry name these modules as the classes' homes
+    import pickle
+
+    from skadapt.networks import LayerGroup
+    from skadapt.networks._source_hf_text import TextEncoderNetwork, TextNetwork
+    from skadapt.networks._tokenize import TextCollate
+
+    for module, cls in [("skadapt.text._encoder", TextNetwork),
+                        ("skadapt.text._encoder", TextEncoderNetwork),
+                        ("skadapt.text._tokenize", TextCollate),
+                        ("skadapt.finetune._backbones", LayerGroup)]:
+        old = f"c{module}\n{cls.__name__}\n.".encode()  # protocol 0: a global reference
+        assert pickle.loads(old) is cls
