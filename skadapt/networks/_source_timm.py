@@ -17,7 +17,9 @@ last path part of ``"timm/efficientnet_b0"``).
   apply); its classifier is dropped whatever its size, every other key must match.
 
 The head is timm's classifier (``get_classifier()``: ResNet's ``fc``, EfficientNet's
-``classifier``, ViT's ``head``, ConvNeXt's ``head.fc``), replaced by ``reset_classifier``. The
+``classifier``, ViT's ``head``, ConvNeXt's ``head.fc``), replaced by ``reset_classifier``; a
+``drop_rate`` that a CNN applies as a function before it becomes a ``Dropout`` module in front of
+it (the head is then ``classifier.fc``), so the feature cache still applies. The
 layer groups are the model's own coarse ``group_matcher`` (stem, then each block or stage, as
 timm's layer decay uses them), so ``freeze=k``, ``layer_decay`` and ``shift_profile`` follow
 timm's blocks; parameters between the last block and the classifier (a final norm) are in the
@@ -32,6 +34,7 @@ import copy
 import difflib
 import math
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 from torch import nn
@@ -91,7 +94,7 @@ def _resolve(model: str, weights, *, n_outputs: int, head, example_input, option
         _check_name(timm, name)
         module = _build(timm, name, weights)
     module.reset_classifier(n_outputs)
-    head_name = _classifier_name(module)
+    head_name = _dropout_into_head(module, _classifier_name(module))
     data = timm.data.resolve_model_data_config(module)
     return ResolvedNetwork(module=module, head=(head_name,),
                            groups=_groups(module, head_name), preprocessing=_preprocessing(data),
@@ -174,6 +177,26 @@ def _classifier_name(module: nn.Module) -> str:
         raise ValueError(f"{type(module).__name__}'s classifier is not one of its submodules: "
                          "skadapt cannot replace it.")
     return name
+
+
+def _dropout_into_head(module: nn.Module, head: str) -> str:
+    """Many timm CNNs (ResNet, EfficientNet, MobileNetV3...) apply their ``drop_rate`` before the
+    classifier as a function (``F.dropout(x, training=self.training)``): made a ``nn.Dropout``
+    module in front of the classifier, it is the same computation, and one the feature cache can
+    reproduce on cached features (a functional one would make the frozen backbone look random).
+    Returns the new name of the classifier."""
+    rate = getattr(module, "drop_rate", 0.0)
+    if not (isinstance(rate, float) and rate > 0):
+        return head
+    parent, _, child = head.rpartition(".")
+    siblings = list(module.get_submodule(parent).named_children())
+    at = [name for name, _ in siblings].index(child)
+    if at > 0 and isinstance(siblings[at - 1][1], nn.Dropout):  # a module already (ViT, ConvNeXt)
+        return head
+    module.drop_rate = 0.0
+    classifier = module.get_submodule(head)
+    module.set_submodule(head, nn.Sequential(OrderedDict(drop=nn.Dropout(rate), fc=classifier)))
+    return f"{head}.fc"
 
 
 def _groups(module: nn.Module, head: str) -> tuple[LayerGroup, ...]:

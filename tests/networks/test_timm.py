@@ -174,3 +174,27 @@ def test_a_model_timm_built_keeps_its_options_and_drop_path_is_off_while_frozen(
     path = tmp_path / "vit.pth"
     torch.save(built.state_dict(), path)
     _backbone_equal(resolve_network(built, weights=path), built)
+
+
+@pytest.mark.parametrize("name, head", [("test_efficientnet", "classifier.fc"),
+                                        ("test_resnet", "fc.fc"), ("test_convnext", "head.fc")])
+def test_timm_head_dropout_trains_with_the_head_and_keeps_the_cache(name, head):
+    # EfficientNet and ResNet apply drop_rate as a function before their classifier: it becomes a
+    # Dropout module in front of the new head, the same computation, reproducible on cached features
+    built = timm.create_model(name, drop_rate=0.25)
+    network = resolve_network(built, n_outputs=2)
+    assert network.head == (head,)
+    dropout = network.module.get_submodule(head.rpartition(".")[0] + ".drop")
+    assert isinstance(dropout, torch.nn.Dropout) and dropout.p == 0.25
+    X, y = _tiny_task()
+    clf = PretrainedFineTuner(built, augment=False, head_solver="gradient", max_epochs=1,
+                              random_state=0).fit(X, y)
+    assert clf.training_path_ == "cached backbone features"
+    network.module.eval()
+    built.eval()
+    with torch.no_grad():  # in inference mode the network is the one timm built, new head aside
+        x = torch.from_numpy(X[:2])
+        features = built.forward_head(built.forward_features(x), pre_logits=True)
+        expected = network.module.get_submodule(head)(features)
+        np.testing.assert_allclose(network.module(x).numpy(), expected.numpy(), rtol=1e-5,
+                                   atol=1e-6)
