@@ -337,7 +337,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _layer_module(self, network: ResolvedNetwork) -> nn.Module | None:
         if self.layer is None:  # the head's input; for texts, the token states before pooling
-            return network.module.backbone if self._text else None
+            name = network.embedding_layer
+            return network.module.get_submodule(name) if name else None
         groups = {group.name: group for group in network.groups}
         if self.layer not in groups:
             raise ValueError(f"layer={self.layer!r} is not a layer group of this network: pass one "
@@ -370,7 +371,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         computation = fingerprint(self.computation_, transform_fingerprint(transform))
         forward = partial(_embedding_forward, self.network_.module,
                           self._layer_module(self.network_), self.pooling, self.device_)
-        collate = self.network_.collate(self.max_length) if self._text else None
+        collate = self.network_.collate(self.max_length)
         return _embed(forward, inputs, transform, cache=cache, computation=computation,
                       batch_size=self.batch_size, num_workers=self.num_workers,
                       progress=self.progress, collate=collate)

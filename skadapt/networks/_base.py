@@ -128,6 +128,9 @@ class ResolvedNetwork:
         ``"huggingface-text"``, ``"module"``.
     channels_last : bool
         Whether the backbone's feature maps are ``(n, height, width, channels)`` (Swin).
+    embedding_layer : str or None
+        The submodule whose (pooled) output is the network's embedding for
+        ``PretrainedFeatureExtractor``; None: the head's input.
 
     Examples
     --------
@@ -145,6 +148,7 @@ class ResolvedNetwork:
     preprocessing: Preprocessing | None
     source: str = ""
     channels_last: bool = False
+    embedding_layer: str | None = None
 
     def collate(self, max_length: int):
         """The DataLoader ``collate_fn`` of the network's inputs: None (torch's default) for

@@ -127,6 +127,7 @@ class TextNetwork(ResolvedNetwork):
     adapter_params: tuple[str, ...] = ()
     max_positions: int | None = None
     source: str = "huggingface-text"
+    embedding_layer: str | None = "backbone"  # token states, pooled over the real tokens
 
     def collate(self, max_length: int) -> TextCollate:
         """The DataLoader ``collate_fn`` that tokenizes batches to at most ``max_length`` tokens."""
