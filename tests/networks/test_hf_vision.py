@@ -111,3 +111,13 @@ def test_image_files_use_the_processor_config(vit, tmp_path):
         paths.append(str(path))
     embedder = PretrainedFeatureExtractor(vit).fit(paths)  # no image_size needed
     assert embedder.transform(paths).shape == (4, 32)
+
+
+def test_shift_profile_follows_the_encoder_layers(convnext):
+    from skadapt import shift_profile
+
+    X, _ = _tiny_task(n=20)
+    profile = shift_profile(X[:10], X[10:] + 1.0, model=convnext, cv=2, random_state=0)
+    assert profile.group.tolist() == ["backbone.embeddings", "backbone.encoder.stages.0",
+                                      "backbone.encoder.stages.1"]
+    assert profile.auc.notna().all()
