@@ -121,3 +121,41 @@ def test_shift_profile_follows_the_encoder_layers(convnext):
     assert profile.group.tolist() == ["backbone.embeddings", "backbone.encoder.stages.0",
                                       "backbone.encoder.stages.1"]
     assert profile.auc.notna().all()
+
+
+def _dinov2():
+    return (transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, image_size=32, patch_size=8),
+            transformers.Dinov2Model,
+            transformers.BitImageProcessor(size={"shortest_edge": 32},
+                                           crop_size={"height": 32, "width": 32}))
+
+
+def _resnet():
+    return (transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                      layer_type="basic"),
+            transformers.ResNetModel, transformers.ConvNextImageProcessor(size={"shortest_edge": 32}))
+
+
+def _swin():
+    return (transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1],
+                                    num_heads=[2, 2], window_size=4),
+            transformers.SwinModel,
+            transformers.ViTImageProcessor(size={"height": 32, "width": 32}))
+
+
+@pytest.mark.parametrize("build, groups", [
+    (_dinov2, ["backbone.embeddings", "backbone.encoder.layer.0", "backbone.encoder.layer.1"]),
+    (_resnet, ["backbone.embedder", "backbone.encoder.stages.0", "backbone.encoder.stages.1"]),
+    (_swin, ["backbone.embeddings", "backbone.encoder.layers.0", "backbone.encoder.layers.1"]),
+], ids=["dinov2", "resnet", "swin"])
+def test_other_families_resolve_with_their_layers_as_groups(build, groups, tmp_path):
+    config, model_class, processor = build()
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    network = resolve_network(tmp_path, n_outputs=2)
+    assert [group.name for group in network.groups] == groups
+    assert network.preprocessing.crop_size == 32
+    with torch.no_grad():
+        assert network.module.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 2)
