@@ -403,7 +403,7 @@ class _PretrainedNet(NeuralNet):
     def _check_input_shape(self, inputs) -> None:
         """Arrays of the wrong rank or channel count fail here, clearly, not inside torch."""
         if isinstance(inputs, Inputs) and inputs.kind == "array":
-            check_array_input(self.network_, inputs.items.shape)
+            check_array_input(self.network_, inputs.items.shape, image_size=self.image_size)
 
     def _initialize_with_example(self, inputs: Inputs) -> None:
         """Initialize, able to show the network two samples so that lazy layers get their shapes."""

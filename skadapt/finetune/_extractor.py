@@ -254,7 +254,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         network.module.requires_grad_(False).eval().to(device)
         self._layer_module(network)  # a wrong layer name fails in fit, not in transform
         if inputs.kind == "array":
-            check_array_input(network, inputs.items.shape)
+            check_array_input(network, inputs.items.shape, image_size=self.image_size)
         self.network_ = network
         self.device_ = device
         self.computation_ = fingerprint(module_fingerprint(network.module),
@@ -280,7 +280,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             raise ValueError(f"X has {inputs.items.shape[1]} features, but "
                              f"{type(self).__name__} is expecting {expected} features as input.")
         if inputs.kind == "array":
-            check_array_input(self.network_, inputs.items.shape)
+            check_array_input(self.network_, inputs.items.shape, image_size=self.image_size)
         return self._embed(inputs)
 
     def __sklearn_tags__(self):

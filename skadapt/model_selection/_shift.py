@@ -400,7 +400,7 @@ def _loader(X, network: ResolvedNetwork, text: bool, image_size, mean, std, path
                           collate_fn=network.collate(max_length)), order
     inputs = adapt_inputs(X, path_column=path_column)
     if inputs.kind == "array":
-        check_array_input(network, inputs.items.shape)
+        check_array_input(network, inputs.items.shape, image_size=image_size)
     transform = make_transform(inputs.kind, train=False, preprocessing=network.preprocessing,
                                image_size=image_size, mean=mean, std=std, augment=False)
     return DataLoader(InputDataset(inputs, transform=transform), batch_size=batch_size), None

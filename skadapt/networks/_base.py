@@ -131,6 +131,8 @@ class ResolvedNetwork:
     embedding_layer : str or None
         The submodule whose (pooled) output is the network's embedding for
         ``PretrainedFeatureExtractor``; None: the head's input.
+    min_input_size : int or None
+        The smallest image side the network runs on (Inception v3: 75 px), when known.
 
     Examples
     --------
@@ -149,6 +151,7 @@ class ResolvedNetwork:
     source: str = ""
     channels_last: bool = False
     embedding_layer: str | None = None
+    min_input_size: int | None = None
 
     def collate(self, max_length: int):
         """The DataLoader ``collate_fn`` of the network's inputs: None (torch's default) for
@@ -360,9 +363,11 @@ def first_layer(module: nn.Module, skip: tuple[str, ...] = ()) -> nn.Module | No
     return None
 
 
-def check_array_input(network: ResolvedNetwork, shape: tuple[int, ...]) -> None:
+def check_array_input(network: ResolvedNetwork, shape: tuple[int, ...],
+                      image_size: int | None = None) -> None:
     """Raise a ``ValueError`` saying what to pass when numeric arrays of ``shape`` cannot enter
-    the network's first layer (rank, channels, features).
+    the network's first layer (rank, channels, features), or are smaller than the network's
+    ``min_input_size`` (``image_size``: the side they are resized to first).
 
     Examples
     --------
@@ -394,7 +399,19 @@ def check_array_input(network: ResolvedNetwork, shape: tuple[int, ...]) -> None:
                 hint = f"pass arrays of shape (n_samples, {expected}, height, width)"
             raise ValueError(f"X has {channels} channel{'s' if channels != 1 else ''}, the "
                              f"network's first layer expects {expected}: {hint}.")
+        _check_size(network, shape[2:] if image_size is None else (image_size, image_size))
     elif isinstance(layer, nn.Linear) and len(shape) == 2 and shape[1] != layer.in_features:
         raise ValueError(f"X has {shape[1]} features, the network's first layer (an nn.Linear) "
                          f"expects {layer.in_features}: pass rows of {layer.in_features} "
                          "features.")
+
+
+def _check_size(network: ResolvedNetwork, sides: tuple[int, ...]) -> None:
+    smallest = network.min_input_size
+    if smallest is None or min(sides) >= smallest:
+        return
+    size = "x".join(str(side) for side in sides)
+    standard = network.preprocessing.crop_size if network.preprocessing else smallest
+    raise ValueError(f"X's images are {size} pixels, but the network needs at least "
+                     f"{smallest}x{smallest}: pass image_size={standard} (its standard size) to "
+                     "resize them, or larger images.")

@@ -68,7 +68,8 @@ def _resolve(model: str, weights, *, n_outputs: int, head, example_input, option
     preprocessing = preprocessing_of(enum) if enum is not None else standard_preprocessing(model)
     return ResolvedNetwork(module=module, head=heads, groups=layer_groups(module, heads),
                            preprocessing=preprocessing, source="torchvision",
-                           channels_last=isinstance(module, SwinTransformer))
+                           channels_last=isinstance(module, SwinTransformer),
+                           min_input_size=_min_input_size(model))
 
 
 def _default_weights(model) -> str:
@@ -97,6 +98,15 @@ def preprocessing_of(weights: WeightsEnum) -> Preprocessing | None:
         )
     except (AttributeError, TypeError, IndexError):  # not an ImageClassification preset
         return None
+
+
+def _min_input_size(name: str) -> int | None:
+    """The weights' ``min_size`` where it is a limit of the architecture (below the crop size:
+    Inception v3's 75 px, VGG's 32), not the one size a ViT or Swin was trained at."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    side = min(weights.meta.get("min_size", (1, 1)))
+    standard = standard_preprocessing(name)
+    return side if side > 1 and standard is not None and side < standard.crop_size else None
 
 
 def standard_preprocessing(name: str) -> Preprocessing | None:

@@ -491,3 +491,19 @@ def test_arrays_that_cannot_enter_the_first_layer_get_a_clear_error(shape, messa
     with pytest.raises(ValueError, match="X has 5 features, the network's first layer"):
         check_array_input(mlp, (4, 5))
     check_array_input(mlp, (4, 6))
+
+
+def test_images_below_an_architecture_minimum_get_a_clear_error():
+    from skadapt import PretrainedFineTuner
+    from skadapt.networks import check_array_input
+
+    network = resolve_network("inception_v3", n_outputs=2)
+    assert network.min_input_size == 75  # torchvision's min_size, below its 299 px crop
+    assert resolve_network("vit_b_16").min_input_size is None  # 224 is its one size, not a limit
+    with pytest.raises(ValueError, match=r"X's images are 32x32 pixels, but the network needs at "
+                                         r"least 75x75: pass image_size=299"):
+        check_array_input(network, (2, 3, 32, 32))
+    check_array_input(network, (2, 3, 32, 32), image_size=96)  # resized first: fine
+    X = torch.randn(4, 3, 32, 32).numpy()
+    with pytest.raises(ValueError, match="needs at least 75x75"):
+        PretrainedFineTuner("inception_v3", max_epochs=1).fit(X, [0, 1, 0, 1])
