@@ -425,6 +425,22 @@ def test_cache_does_not_apply_to_random_or_batch_dependent_backbones(module, mat
     assert not cache_applicable(_resolved(module))
 
 
+def _small_vit():
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                             mlp_dim=32, dropout=0.2, attention_dropout=0.2)
+
+
+@pytest.mark.parametrize("model, size", [("efficientnet_b0", 224), (_small_vit, 32)])
+def test_frozen_backbones_with_dropout_and_stochastic_depth_are_cacheable(model, size):
+    """Their stochastic depth and dropout are off while frozen (frozen means inference mode), so
+    training-time features are the inference-time ones: checked by running the network."""
+    torch.manual_seed(0)
+    network = resolve_network(model if isinstance(model, str) else model(), n_outputs=2)
+    assert why_cache_not_applicable(network, example_input=torch.randn(2, 3, size, size)) is None
+
+
 def test_squeezenets_conv_head_is_not_cacheable():
     reason = why_cache_not_applicable(resolve_network("squeezenet1_1", n_outputs=2))
     assert "Conv2d" in reason
