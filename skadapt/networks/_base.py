@@ -415,3 +415,18 @@ def _check_size(network: ResolvedNetwork, sides: tuple[int, ...]) -> None:
     raise ValueError(f"X's images are {size} pixels, but the network needs at least "
                      f"{smallest}x{smallest}: pass image_size={standard} (its standard size) to "
                      "resize them, or larger images.")
+
+
+def groups_before_and_in_layers(module: nn.Module, first: str,
+                                layer_names: list[str]) -> tuple[LayerGroup, ...]:
+    """Layer groups of an encoder: ``first`` (the embeddings), then each of ``layer_names``; a
+    parameter outside every layer joins the group before it (the head, ``head.*``, joins none)."""
+    members: dict[str, list[str]] = {name: [] for name in [first, *layer_names]}
+    current = first
+    for name, _ in module.named_parameters():
+        if name.startswith("head."):
+            continue
+        current = next((layer for layer in layer_names if name.startswith(layer + ".")), current)
+        members[current].append(name)
+    return tuple(LayerGroup(name=name, modules=(name,), params=tuple(params))
+                 for name, params in members.items() if params)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from skadapt.networks._base import LayerGroup, ResolvedNetwork, Source
+from skadapt.networks._base import LayerGroup, ResolvedNetwork, Source, groups_before_and_in_layers
 from skadapt.networks._tokenize import TextCollate
 
 POOLINGS = ("mean", "cls")
@@ -304,15 +304,7 @@ def _text_layer_groups(module: TextEncoderNetwork) -> tuple[LayerGroup, ...]:
     n_layers = len(module.backbone.get_submodule(layers))
     layer_names = [f"backbone.{layers}.{i}" for i in range(n_layers)]
     first = _embeddings_name(module.backbone)
-    members: dict[str, list[str]] = {name: [] for name in [first, *layer_names]}
-    current = first
-    for name, _ in module.named_parameters():
-        if name.startswith("head."):
-            continue
-        current = next((layer for layer in layer_names if name.startswith(layer + ".")), current)
-        members[current].append(name)
-    return tuple(LayerGroup(name=name, modules=(name,), params=tuple(params))
-                 for name, params in members.items() if params)
+    return groups_before_and_in_layers(module, first, layer_names)
 
 
 def _repeated_layers(backbone: nn.Module) -> str:

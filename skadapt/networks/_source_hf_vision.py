@@ -32,7 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from skadapt.networks._base import LayerGroup, Preprocessing, ResolvedNetwork, Source
+from skadapt.networks._base import (
+    LayerGroup,
+    Preprocessing,
+    ResolvedNetwork,
+    Source,
+    groups_before_and_in_layers,
+)
 
 _INSTALL_HINT = "pip install skadapt[text]"  # transformers is the text extra's
 # PIL's resampling filters, by the integers Hugging Face configs store
@@ -154,15 +160,7 @@ def _groups(module: VisionEncoderNetwork) -> tuple[LayerGroup, ...]:
     layers = max(lists, key=lambda item: item[1])[0]
     layer_names = [f"backbone.{layers}.{i}" for i in range(len(backbone.get_submodule(layers)))]
     first = f"backbone.{holding[0]}"
-    members: dict[str, list[str]] = {name: [] for name in [first, *layer_names]}
-    current = first
-    for name, _ in module.named_parameters():
-        if name.startswith("head."):
-            continue
-        current = next((layer for layer in layer_names if name.startswith(layer + ".")), current)
-        members[current].append(name)
-    return tuple(LayerGroup(name=name, modules=(name,), params=tuple(params))
-                 for name, params in members.items() if params)
+    return groups_before_and_in_layers(module, first, layer_names)
 
 
 def _get(mapping, key):
