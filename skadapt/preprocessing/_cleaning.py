@@ -2,17 +2,12 @@
 
 Product decisions
 -----------------
-- One :class:`DataCleaner` per table; inside it, one small single-column step per column
-  (:class:`_ColumnCleaner`): mark missing values, parse the column's kind, correct wrong values,
-  impute. What it learned is in ``report_``, a DataFrame with one line per change.
-- A column's kind (number, boolean, datetime, category) is declared (``column_types``), implied by
-  a parameter (``valid_ranges`` needs numbers or dates) or inferred: a text column is of a kind when
-  at least ``min_parse_fraction`` of its non-missing values parse as it. The few that do not become
-  missing and are counted in the record: messy data has typos, and one typo should not turn an
-  income column into a category.
-- Wrong values (outside ``valid_ranges``, not in ``allowed_categories``, outliers) become missing
-  and are then imputed, or are clipped (``on_invalid="clip"``; categories cannot be clipped, so
-  they become missing either way).
+- One :class:`DataCleaner` per table; inside it, one ``ColumnCleaner`` (``_column_cleaner.py``)
+  per column, a short list of single-column steps in the manner of skrub's ``Cleaner``: formats
+  (``_formats.py``), wrong values (``_wrong_values.py``), missing values (``_imputation.py``). This
+  module holds what needs the whole table: the parameters and their checks, which steps each
+  column gets, the columns to drop (constant, empty, duplicate), the input checks, the output
+  and ``report_``, a DataFrame with one line per change.
 - Rows: a transformer in a sklearn ``Pipeline`` cannot change the number of rows, and rows must
   never be dropped at predict time. So row removal (exact duplicates, missing or invalid target)
   is separate: :func:`clean_rows` returns the kept ``X, y`` and a record of what was removed and
@@ -29,48 +24,27 @@ from __future__ import annotations
 
 import datetime
 import numbers
-from collections.abc import Sequence
 from numbers import Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.impute import SimpleImputer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 from skrub import DropUninformative
 
-from skadapt.preprocessing._parsing import (
-    KINDS,
-    PARSERS,
-    CategoryParser,
-    infer_kind,
-    mark_missing,
-)
+from skadapt.preprocessing._column_cleaner import ColumnCleaner, record_line, value_text
+from skadapt.preprocessing._formats import ReadFormat, column_kind
+from skadapt.preprocessing._imputation import STRATEGIES, Imputation, imputation_strategy
+from skadapt.preprocessing._parsing import KINDS, mark_missing
 from skadapt.preprocessing._rows import clean_rows, rows_record
 from skadapt.preprocessing._validation import check_known_columns, input_names, reject_sparse
+from skadapt.preprocessing._wrong_values import DEFAULT_OUTLIER_THRESHOLD, wrong_value_steps
 
 __all__ = ["DataCleaner"]
 
-_STRATEGIES = ("median", "mean", "most_frequent", "constant")
-# Which imputation strategies make sense for which kind; "auto" takes the first.
-_STRATEGIES_BY_KIND = {
-    "number": ("median", "mean", "most_frequent", "constant"),
-    "datetime": ("median", "mean", "most_frequent", "constant"),
-    "boolean": ("most_frequent", "constant"),
-    "category": ("most_frequent", "constant"),
-}
-_DEFAULT_OUTLIER_THRESHOLD = {"iqr": 1.5, "zscore": 3.0}
-# How the imputation line of the record names where its missing values came from.
-_SOURCE_NOUNS = {
-    "missing markers": "marker{s}",
-    "unparseable": "unparseable",
-    "out of range": "out of range",
-    "not allowed": "not allowed",
-    "outliers": "outlier{s}",
-}
-_TEXT_DTYPE = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
 _ALLOWED_VALUE_TYPES = (str, numbers.Number, np.bool_, datetime.date, np.datetime64)
+_REPORT_COLUMNS = ["column", "step", "count", "message"]
 
 
 class DataCleaner(TransformerMixin, BaseEstimator):
@@ -188,7 +162,7 @@ class DataCleaner(TransformerMixin, BaseEstimator):
         "outliers": [StrOptions({"iqr", "zscore"}), dict, None],
         "outlier_threshold": [Interval(Real, 0, None, closed="neither"), None],
         "on_invalid": [StrOptions({"missing", "clip"})],
-        "imputation": [StrOptions({"auto", *_STRATEGIES}), dict, None],
+        "imputation": [StrOptions({"auto", *STRATEGIES}), dict, None],
         "fill_value": "no_validation",
         "add_indicator": ["boolean", list, tuple],
         "drop_constant": ["boolean"],
@@ -250,25 +224,22 @@ class DataCleaner(TransformerMixin, BaseEstimator):
         self.__dict__.pop("removed_rows_", None)  # a record from an earlier fit_resample is stale
         frame = self._check_input(X, reset=True)
         self._check_parameters(list(frame.columns))
-        self.column_steps_, corrected, records = {}, {}, {}
+        self.column_steps_, corrected = {}, {}
         for name in frame.columns:
-            step = self._column_cleaner(name, frame[name])
-            corrected[name], counts = step.fit(frame[name])
-            records[name] = step.records(counts)
-            self.column_steps_[name] = step
+            self.column_steps_[name] = self._column_cleaner(name, frame[name])
+            corrected[name] = self.column_steps_[name].fit_transform(frame[name])
         self.dropped_columns_ = self._columns_to_drop(corrected)
-        for name, step in self.column_steps_.items():
+        lines = []
+        for name, column in self.column_steps_.items():
             if name in self.dropped_columns_:
-                message = f"{name}: dropped ({self.dropped_columns_[name]})"
-                records[name].append({"column": name, "step": "dropped", "count": 0,
-                                      "message": message})
+                reason = self.dropped_columns_[name]
+                lines += [*column.records(), record_line(name, "dropped", 0, f"dropped ({reason})")]
                 continue
-            strategy, fill = self._imputation_for(name, step.kind)
-            records[name] += step.fit_imputer(corrected[name], strategy, fill,
-                                              self._indicator(name))
-        self.column_kinds_ = {name: step.kind for name, step in self.column_steps_.items()}
-        lines = [line for column_lines in records.values() for line in column_lines]
-        self.report_ = pd.DataFrame(lines, columns=["column", "step", "count", "message"])
+            column.fit_imputation(self._imputation(name, column.kind), corrected[name],
+                                  self._indicator(name))
+            lines += column.records()
+        self.column_kinds_ = {name: column.kind for name, column in self.column_steps_.items()}
+        self.report_ = pd.DataFrame(lines, columns=_REPORT_COLUMNS)
         return self
 
     def transform(self, X):
@@ -287,14 +258,10 @@ class DataCleaner(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "column_steps_")
         frame = self._check_input(X, reset=False)
         columns, indicators = {}, {}
-        for name, step in self.column_steps_.items():
-            if name in self.dropped_columns_:
-                continue
-            _check_same_kind(name, step.kind, frame[name])
-            corrected, _ = step.correct(frame[name])
-            columns[name] = step.impute(corrected)
-            if step.indicator:
-                indicators[f"missingindicator_{name}"] = corrected.isna().to_numpy()
+        for name, column in self._kept_columns().items():
+            columns[name], missing = column.transform(frame[name])
+            if column.indicator:
+                indicators[column.indicator_name] = missing
         result = pd.DataFrame({**columns, **indicators}, index=frame.index)
         return result if isinstance(X, pd.DataFrame) else _to_array(result)
 
@@ -348,9 +315,9 @@ class DataCleaner(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "column_steps_")
         _check_feature_names_in(self, input_features)
-        kept = [name for name in self.column_steps_ if name not in self.dropped_columns_]
-        indicators = [f"missingindicator_{n}" for n in kept if self.column_steps_[n].indicator]
-        return np.asarray(kept + indicators, dtype=object)
+        kept = self._kept_columns()
+        indicators = [column.indicator_name for column in kept.values() if column.indicator]
+        return np.asarray(list(kept) + indicators, dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -397,93 +364,50 @@ class DataCleaner(TransformerMixin, BaseEstimator):
         for parameter, value in named.items():
             if value is not None:
                 check_known_columns(parameter, value, columns)
-        for name, kind in (self.column_types or {}).items():
-            if kind not in KINDS:
-                raise ValueError(
-                    f"column_types[{name!r}] is {kind!r}; use one of {list(KINDS)}."
-                )
-        for name, method in named["outliers"].items() if named["outliers"] else ():
-            if method not in _DEFAULT_OUTLIER_THRESHOLD:
-                raise ValueError(f"outliers[{name!r}] is {method!r}; use 'iqr' or 'zscore'.")
-        for name, strategy in named["imputation"].items() if named["imputation"] else ():
-            if strategy is not None and strategy not in ("auto", *_STRATEGIES):
-                raise ValueError(
-                    f"imputation[{name!r}] is {strategy!r}; use one of "
-                    f"{['auto', *_STRATEGIES]} or None."
-                )
+        _check_choices("column_types", self.column_types, KINDS, f"one of {list(KINDS)}")
+        _check_choices("outliers", named["outliers"], DEFAULT_OUTLIER_THRESHOLD, "'iqr' or 'zscore'")
+        _check_choices("imputation", named["imputation"], (None, "auto", *STRATEGIES),
+                       f"one of {['auto', *STRATEGIES]} or None")
 
     # -- per-column decisions ------------------------------------------------------------------
 
-    def _column_cleaner(self, name: str, raw: pd.Series) -> _ColumnCleaner:
-        values = mark_missing(raw, self.missing_markers or ())[0]
-        kind, reason = self._kind(name, values)
+    def _column_cleaner(self, name: str, raw: pd.Series) -> ColumnCleaner:
+        """The column's kind and the steps its parameters ask for, in the order they run."""
+        kind, reason = column_kind(
+            name,
+            mark_missing(raw, self.missing_markers or ())[0],
+            column_types=self.column_types,
+            valid_ranges=self.valid_ranges,
+            outliers=self.outliers,
+            min_parse_fraction=self.min_parse_fraction,
+        )
         allowed = (self.allowed_categories or {}).get(name)
-        parser = CategoryParser(allowed) if kind == "category" else PARSERS[kind]()
-        outlier_method = self._outlier_method(name, kind)
-        threshold = self.outlier_threshold
-        if outlier_method and threshold is None:
-            threshold = _DEFAULT_OUTLIER_THRESHOLD[outlier_method]
-        return _ColumnCleaner(
-            name=name,
-            kind=kind,
-            kind_reason=reason,
-            parser=parser,
-            markers=tuple(self.missing_markers or ()),
-            valid_range=_check_range(name, kind, (self.valid_ranges or {}).get(name)),
-            allowed=_check_allowed(name, kind, allowed),
-            outlier_method=outlier_method,
-            outlier_threshold=threshold,
+        read = ReadFormat(kind, reason, self.missing_markers or (), allowed)
+        wrong_values = wrong_value_steps(
+            name,
+            kind,
+            valid_range=(self.valid_ranges or {}).get(name),
+            allowed=allowed,
+            outliers=self.outliers,
+            outlier_threshold=self.outlier_threshold,
             on_invalid=self.on_invalid,
         )
+        return ColumnCleaner(name, kind, [read, *wrong_values])
 
-    def _kind(self, name: str, values: pd.Series) -> tuple[str, str]:
-        """The column's kind and why: declared, implied by a parameter, or inferred."""
-        declared = (self.column_types or {}).get(name)
-        if declared is not None:
-            kind, reason = declared, "declared in column_types"
-        else:
-            kind, reason = infer_kind(values, self.min_parse_fraction), "inferred"
-            implied = self._implied_kind(name)
-            if implied is not None and implied != kind:
-                kind, reason = implied, "implied by valid_ranges/outliers"
-        if reason != "inferred":
-            _check_parseable(name, kind, reason, values)
-        return kind, reason
-
-    def _implied_kind(self, name: str) -> str | None:
-        bounds = (self.valid_ranges or {}).get(name)
-        if bounds is not None:
-            pair = isinstance(bounds, Sequence) and not isinstance(bounds, str)
-            return "datetime" if pair and any(_is_date(b) for b in bounds) else "number"
-        if isinstance(self.outliers, dict) and name in self.outliers:
-            return "number"
-        return None
-
-    def _outlier_method(self, name: str, kind: str) -> str | None:
-        if isinstance(self.outliers, dict):
-            return self.outliers.get(name)
-        return self.outliers if kind == "number" else None
-
-    def _imputation_for(self, name: str, kind: str) -> tuple[str | None, object]:
-        strategy = self.imputation
-        if isinstance(strategy, dict):
-            strategy = strategy.get(name, "auto")
-        if strategy == "auto":
-            strategy = _STRATEGIES_BY_KIND[kind][0]
-        if strategy is not None and strategy not in _STRATEGIES_BY_KIND[kind]:
-            raise ValueError(
-                f"imputation {strategy!r} does not apply to column {name!r}, read as {kind}: "
-                f"use one of {list(_STRATEGIES_BY_KIND[kind])} for it, e.g. "
-                f"imputation={{{name!r}: {_STRATEGIES_BY_KIND[kind][0]!r}}}."
-            )
+    def _imputation(self, name: str, kind: str) -> Imputation:
+        strategy = imputation_strategy(name, kind, self.imputation)
         fill = self.fill_value.get(name) if isinstance(self.fill_value, dict) else self.fill_value
-        return strategy, fill
+        return Imputation(kind, strategy, fill)
 
     def _indicator(self, name: str) -> bool | None:
         """True: always add; None: add when fit saw missing values; False: never."""
         if isinstance(self.add_indicator, list | tuple):
             return name in self.add_indicator or False
         return None if self.add_indicator else False
+
+    def _kept_columns(self) -> dict[str, ColumnCleaner]:
+        return {name: column for name, column in self.column_steps_.items()
+                if name not in self.dropped_columns_}
 
     def _columns_to_drop(self, corrected: dict[str, pd.Series]) -> dict[str, str]:
         dropped, seen = {}, {}
@@ -498,7 +422,7 @@ class DataCleaner(TransformerMixin, BaseEstimator):
                 dropped[name] = "no value at all"
                 continue
             if self.drop_constant and _is_constant(values):
-                dropped[name] = f"constant: {_fill_text(values.iloc[0])}"
+                dropped[name] = f"constant: {value_text(values.iloc[0])}"
                 continue
             if self.drop_duplicate_columns:
                 key = (self.column_steps_[name].kind, _fingerprint(values))
@@ -509,178 +433,7 @@ class DataCleaner(TransformerMixin, BaseEstimator):
         return dropped
 
 
-class _ColumnCleaner:
-    """The single-column step: mark missing, parse, correct wrong values, impute."""
-
-    def __init__(
-        self,
-        *,
-        name,
-        kind,
-        kind_reason,
-        parser,
-        markers,
-        valid_range,
-        allowed,
-        outlier_method,
-        outlier_threshold,
-        on_invalid,
-    ):
-        self.name = name
-        self.kind = kind
-        self.kind_reason = kind_reason
-        self.parser = parser
-        self.markers = markers
-        self.valid_range = valid_range
-        self.allowed = allowed
-        self.outlier_method = outlier_method
-        self.outlier_threshold = outlier_threshold
-        self.on_invalid = on_invalid
-        self.outlier_bounds = None
-        self.outlier_note = ""
-        self.fill = None
-        self.indicator = False
-        self.dtype_in = None
-        self._sources = {}  # where the missing values seen in fit came from, for the record
-
-    def fit(self, raw: pd.Series) -> tuple[pd.Series, dict]:
-        """Learn the parser and outlier bounds; return the corrected column and its counts."""
-        self.dtype_in = raw.dtype
-        values = mark_missing(raw, self.markers)[0]
-        self.parser.fit(values)
-        self.outlier_bounds = None
-        corrected, counts = self.correct(raw)
-        if self.outlier_method:
-            self.outlier_bounds, self.outlier_note = _outlier_bounds(
-                corrected, self.outlier_method, self.outlier_threshold
-            )
-            corrected, counts = self.correct(raw)
-        return corrected, counts
-
-    def correct(self, raw: pd.Series) -> tuple[pd.Series, dict]:
-        """Parse and correct wrong values (before imputation), with counts of each change."""
-        marked, n_markers, n_trimmed = mark_missing(raw, self.markers)
-        parsed = self.parser.transform(marked)
-        values = parsed.values
-        if self.kind == "number":
-            values = values.astype("float32" if values.dtype == np.float32 else "float64")
-        counts = {
-            "markers": n_markers,
-            "trimmed": n_trimmed,
-            "rewritten": parsed.n_rewritten,
-            "unparseable": parsed.n_unparseable,
-            "examples": _examples(values, marked),
-        }
-        values, counts["out_of_range"] = self._apply_bounds(values, self.valid_range)
-        values, counts["not_allowed"] = self._apply_allowed(values)
-        values, counts["outliers"] = self._apply_bounds(values, self.outlier_bounds)
-        counts["missing"] = int(values.isna().sum())
-        return values, counts
-
-    def _apply_bounds(self, values: pd.Series, bounds) -> tuple[pd.Series, int]:
-        if bounds is None:
-            return values, 0
-        low, high = bounds
-        wrong = values.notna() & ((values < low) | (values > high))
-        if self.on_invalid == "clip":
-            return values.clip(low, high), int(wrong.sum())
-        return values.mask(wrong), int(wrong.sum())
-
-    def _apply_allowed(self, values: pd.Series) -> tuple[pd.Series, int]:
-        if self.allowed is None:
-            return values, 0
-        keys = values.map(str.casefold, na_action="ignore") if self.kind == "category" else values
-        wrong = values.notna() & ~keys.isin(self.allowed)
-        return values.mask(wrong), int(wrong.sum())
-
-    def fit_imputer(self, corrected: pd.Series, strategy, fill_value, indicator) -> list[dict]:
-        """Learn the imputation value with sklearn's SimpleImputer; return the record lines."""
-        n_missing = int(corrected.isna().sum())
-        self.indicator = bool(n_missing) if indicator is None else indicator
-        self.fill = None
-        if strategy is not None:
-            imputer = SimpleImputer(strategy=strategy, fill_value=_fill_for_imputer(self.kind,
-                                                                                     fill_value))
-            imputer.fit(_imputer_input(self.kind, corrected))
-            self.fill = _from_imputer(self.kind, imputer.statistics_[0])
-        records = [self._imputation_record(strategy, n_missing)]
-        if self.indicator:
-            records.append(self._record("indicator", n_missing,
-                                        f"adds column 'missingindicator_{self.name}'"))
-        return records
-
-    def impute(self, corrected: pd.Series) -> pd.Series:
-        """Fill missing values with the learned value and give the column its final dtype."""
-        values = corrected
-        if self.fill is not None and values.isna().any():
-            values = values.where(values.notna(), self.fill)
-        return self._final_dtype(values)
-
-    def _final_dtype(self, values: pd.Series) -> pd.Series:
-        if self.kind == "number":
-            if pd.api.types.is_float_dtype(self.dtype_in):
-                return values.astype(self.dtype_in)
-            whole = values.notna().all() and (values == np.round(values)).all()
-            if pd.api.types.is_integer_dtype(self.dtype_in) and whole:
-                return values.astype(self.dtype_in)
-            return values.astype("float64")
-        if self.kind == "boolean":
-            return values.astype(bool) if values.notna().all() else values.astype("boolean")
-        if self.kind == "datetime":
-            return values.astype("datetime64[ns]")
-        return values.astype(_TEXT_DTYPE)
-
-    # -- the record ------------------------------------------------------------------------------
-
-    def _record(self, step: str, count: int, change: str) -> dict:
-        return {"column": self.name, "step": step, "count": int(count),
-                "message": f"{self.name}: {change}"}
-
-    def records(self, counts: dict) -> list[dict]:
-        """Record lines for the parsing and correction steps, from the counts seen in fit."""
-        action = "clipped" if self.on_invalid == "clip" else "missing"
-        examples = ", ".join(repr(e) for e in counts["examples"])
-        detail = self.parser.describe()
-        read_as = f"read as {self.kind}" + (f", {detail}" if detail else "")
-        rewritten = counts["rewritten"]
-        if rewritten:
-            read_as += f"; {_n(rewritten, self.parser.rewrite_noun)}"
-        lines = [self._record("type", rewritten, f"{read_as} ({self.kind_reason})")]
-        optional = [  # (step, count, noun, what happens)
-            ("trimmed", counts["trimmed"], "value{s}", "with surrounding spaces -> trimmed"),
-            ("missing markers", counts["markers"], "missing marker{s}", "-> missing"),
-            ("unparseable", counts["unparseable"], "value{s}",
-             f"not readable as {self.kind} (e.g. {examples}) -> missing"),
-            ("out of range", counts["out_of_range"], "value{s}",
-             f"out of range {_bounds_text(self.valid_range)} -> {action}"),
-            ("not allowed", counts["not_allowed"], "value{s}",
-             "not in allowed_categories -> missing"),
-            ("outliers", counts["outliers"], "outlier{s}",
-             f"outside {_bounds_text(self.outlier_bounds)} ({self.outlier_method}, "
-             f"threshold {self.outlier_threshold}) -> {action}"),
-        ]
-        lines += [self._record(step, n, f"{_n(n, noun)} {text}")
-                  for step, n, noun, text in optional if n]
-        if self.outlier_note:
-            lines.append(self._record("outliers", 0, self.outlier_note))
-        clipped = ("out of range", "outliers") if self.on_invalid == "clip" else ()
-        self._sources = {step: n for step, n, _, _ in optional
-                         if n and step != "trimmed" and step not in clipped}
-        return lines
-
-    def _imputation_record(self, strategy, n_missing: int) -> dict:
-        sources = ", ".join(_n(n, _SOURCE_NOUNS[step]) for step, n in self._sources.items())
-        found = _n(n_missing, "missing value{s}") + (f" ({sources})" if sources else "")
-        if strategy is None:
-            return self._record("imputed", 0, f"{found} -> left missing (imputation=None)")
-        fill = _fill_text(bool(self.fill) if self.kind == "boolean" else self.fill)
-        if n_missing == 0:
-            return self._record("imputed", 0, f"no missing value in fit; any at transform -> "
-                                              f"{strategy} {fill}")
-        return self._record("imputed", n_missing, f"{found} -> {strategy} {fill}")
-
-
-# -- helpers of the column step -------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def _check_frame_names(estimator, X: pd.DataFrame, *, reset: bool) -> None:
@@ -717,179 +470,11 @@ def _check_column_values(name: str, values: pd.Series) -> None:
             )
 
 
-def _check_same_kind(name: str, kind: str, values: pd.Series) -> None:
-    """At transform, a typed column must still fit the kind learned in fit (text always may)."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        compatible = kind in ("datetime", "category")
-    elif pd.api.types.is_numeric_dtype(values):
-        compatible = kind in ("number", "boolean", "category")
-    else:
-        return
-    if not compatible:
-        raise TypeError(
-            f"Column {name!r} was read as {kind} in fit, but now has dtype {values.dtype}: pass "
-            "the column as it was in fit (or as text), or refit the cleaner."
-        )
-
-
-def _check_parseable(name: str, kind: str, reason: str, values: pd.Series) -> None:
-    present = values.dropna()
-    if present.empty or kind == "category":
-        return
-    parser = PARSERS[kind]().fit(present)
-    if parser.parse_fraction(present) == 0:
-        examples = ", ".join(repr(v) for v in present.unique()[:3])
-        raise ValueError(
-            f"Column {name!r} must be read as {kind} ({reason}), but none of its values parse "
-            f"as {kind} (e.g. {examples}): fix the values, or the parameter that names it."
-        )
-
-
-def _check_range(name: str, kind: str, bounds):
-    if bounds is None:
-        return None
-    if kind not in ("number", "datetime"):
-        raise ValueError(
-            f"valid_ranges[{name!r}] applies to numbers or dates, but the column is read as "
-            f"{kind}: use allowed_categories for it, or column_types to read it as numbers."
-        )
-    if not isinstance(bounds, Sequence) or isinstance(bounds, str) or len(bounds) != 2:
-        raise TypeError(
-            f"valid_ranges[{name!r}] must be a (low, high) pair, got {bounds!r}; use None for an "
-            "open side, e.g. (0, None)."
-        )
-    convert = _as_number if kind == "number" else _as_timestamp
-    low, high = (convert(name, b) for b in bounds)
-    low = -np.inf if low is None and kind == "number" else low
-    high = np.inf if high is None and kind == "number" else high
-    low = pd.Timestamp.min if low is None else low
-    high = pd.Timestamp.max if high is None else high
-    if low > high:
-        raise ValueError(f"valid_ranges[{name!r}] has low > high: {bounds!r}.")
-    return low, high
-
-
-def _is_date(bound) -> bool:
-    """A date, or text that reads as one: such bounds make a range of dates."""
-    if isinstance(bound, datetime.date | np.datetime64):
-        return True
-    if not isinstance(bound, str):
-        return False
-    try:
-        pd.Timestamp(bound)
-    except ValueError:
-        return False
-    return True
-
-
-def _as_number(name: str, bound):
-    if bound is None:
-        return None
-    if isinstance(bound, bool) or not isinstance(bound, Real):
-        raise TypeError(
-            f"valid_ranges[{name!r}] bound {bound!r} is not a number, but the column is read as "
-            "numbers: give numbers or None."
-        )
-    return float(bound)
-
-
-def _as_timestamp(name: str, bound):
-    if bound is None:
-        return None
-    try:
-        return pd.Timestamp(bound)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"valid_ranges[{name!r}] bound {bound!r} is not a date, but the column is read as "
-            "dates: give dates such as '2020-01-31' or None."
-        ) from None
-
-
-def _check_allowed(name: str, kind: str, allowed):
-    if allowed is None:
-        return None
-    if isinstance(allowed, str) or not isinstance(allowed, Sequence | set | frozenset):
-        raise TypeError(
-            f"allowed_categories[{name!r}] must be a list of values, got {allowed!r}."
-        )
-    if kind == "category":
-        return {str(a).strip().casefold() for a in allowed}
-    if kind == "number":
-        return {_as_number(name, a) for a in allowed}
-    raise ValueError(
-        f"allowed_categories[{name!r}] applies to categories or numbers, but the column is read "
-        f"as {kind}: remove it, or use valid_ranges for dates."
-    )
-
-
-def _outlier_bounds(values: pd.Series, method: str, threshold: float):
-    present = values.dropna().astype("float64")
-    if present.empty:
-        return None, ""
-    if method == "iqr":
-        q1, q3 = present.quantile([0.25, 0.75])
-        spread, low, high = q3 - q1, q1, q3
-    else:
-        spread = present.std(ddof=0)
-        low = high = present.mean()
-    if spread == 0:
-        return None, f"no outlier check: the {method} spread is 0 in fit"
-    return (low - threshold * spread, high + threshold * spread), ""
-
-
-def _examples(parsed: pd.Series, values: pd.Series, n: int = 3) -> list:
-    unread = values[values.notna() & parsed.isna()]
-    return list(pd.unique(unread.to_numpy(dtype=object)))[:n]
-
-
-def _imputer_input(kind: str, values: pd.Series) -> np.ndarray:
-    if kind == "datetime":
-        numbers_ = values.to_numpy("datetime64[ns]").astype("int64").astype("float64")
-        numbers_[values.isna().to_numpy()] = np.nan
-        return numbers_.reshape(-1, 1)
-    if kind == "category":
-        return values.astype(object).where(values.notna(), np.nan).to_numpy().reshape(-1, 1)
-    return values.to_numpy(dtype="float64", na_value=np.nan).reshape(-1, 1)
-
-
-def _fill_for_imputer(kind: str, fill_value):
-    if fill_value is None:
-        return None
-    if kind == "datetime":
-        return float(pd.Timestamp(fill_value).as_unit("ns").value)
-    if kind == "boolean":
-        return float(bool(fill_value))
-    return fill_value
-
-
-def _from_imputer(kind: str, statistic):
-    if kind == "datetime":
-        return pd.Timestamp(int(round(float(statistic))), unit="ns")
-    if kind == "boolean":
-        return float(statistic)
-    if kind == "number":
-        return float(statistic)
-    return statistic
-
-
-def _fill_text(fill) -> str:
-    if isinstance(fill, Real) and not isinstance(fill, bool | np.bool_):
-        return f"{float(fill):g}"
-    return repr(fill) if isinstance(fill, str) else str(fill)
-
-
-def _n(count: int, noun: str) -> str:
-    """'1 value', '3 values': ``noun`` marks where the plural goes with ``{s}``."""
-    return f"{count} " + noun.replace("{s}", "" if count == 1 else "s")
-
-
-def _bounds_text(bounds) -> str:
-    if bounds is None:
-        return ""
-    open_ends = {pd.Timestamp.min: "-inf", pd.Timestamp.max: "inf"}
-    texts = [open_ends.get(b, None) if isinstance(b, pd.Timestamp) else None for b in bounds]
-    low, high = (text or _fill_text(b) for text, b in zip(texts, bounds))
-    return f"[{low}, {high}]"
+def _check_choices(parameter: str, per_column: dict | None, choices, use: str) -> None:
+    """Raise a ValueError for a per-column value of ``parameter`` that is not in ``choices``."""
+    for name, value in (per_column or {}).items():
+        if value not in choices:
+            raise ValueError(f"{parameter}[{name!r}] is {value!r}; use {use}.")
 
 
 def _is_constant(values: pd.Series) -> bool:
