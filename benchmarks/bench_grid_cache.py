@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cifar_resnet import CifarResNet, checkpoint_path  # noqa: E402
 from benchmarks.finetune_transfer import image_folder  # noqa: E402
 from skadapt import PretrainedFineTuner  # noqa: E402
-from skadapt.finetune._cache import shared_cache  # noqa: E402
+from skadapt.finetune._embedding_cache import shared_cache  # noqa: E402
 
 LEARNING_RATES = [1e-3, 3e-3, 1e-2, 3e-2]
 WEIGHT_DECAYS = [0.0, 0.1]

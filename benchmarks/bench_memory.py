@@ -34,13 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cifar_resnet import CifarResNet, checkpoint_path  # noqa: E402
 from benchmarks.finetune_transfer import image_folder  # noqa: E402
 from skadapt import PretrainedFineTuner  # noqa: E402
-from skadapt.finetune._cache import (  # noqa: E402
+from skadapt.finetune._extractor import PretrainedFeatureExtractor  # noqa: E402
+from skadapt.finetune._image_cache import (  # noqa: E402
     DecodedImageCache,
     DecodedImageDataset,
     make_decode_transform,
 )
-from skadapt.finetune._extractor import PretrainedFeatureExtractor  # noqa: E402
-from skadapt.finetune._inputs import make_transform  # noqa: E402
+from skadapt.finetune._transforms import make_transform  # noqa: E402
 
 SIZE = 32
 SHORT_SIDE = 128

@@ -28,9 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cifar_resnet import CifarResNet, checkpoint_path  # noqa: E402
 from benchmarks.finetune_transfer import image_folder  # noqa: E402
 from skadapt import PretrainedFineTuner  # noqa: E402
-from skadapt.finetune._backbones import resolve_network  # noqa: E402
+from skadapt.finetune._adapters import adapt_inputs  # noqa: E402
+from skadapt.finetune._datasets import InputDataset  # noqa: E402
 from skadapt.finetune._freezing import apply_freeze, frozen_at_epoch  # noqa: E402
-from skadapt.finetune._inputs import InputDataset, adapt_inputs, make_transform  # noqa: E402
+from skadapt.finetune._transforms import make_transform  # noqa: E402
+from skadapt.networks import resolve_network  # noqa: E402
 
 BATCH_SIZE = 32
 LR = 1e-3

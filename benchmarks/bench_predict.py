@@ -27,7 +27,9 @@ from benchmarks.bench_overhead import photos_as_arrays  # noqa: E402
 from benchmarks.cifar_resnet import CifarResNet, checkpoint_path  # noqa: E402
 from benchmarks.finetune_transfer import image_folder  # noqa: E402
 from skadapt import PretrainedFineTuner  # noqa: E402
-from skadapt.finetune._inputs import InputDataset, adapt_inputs, make_transform  # noqa: E402
+from skadapt.finetune._adapters import adapt_inputs  # noqa: E402
+from skadapt.finetune._datasets import InputDataset  # noqa: E402
+from skadapt.finetune._transforms import make_transform  # noqa: E402
 
 BATCH_SIZE = 64
 

@@ -4,9 +4,10 @@
 fits) of ``make_pipeline(PretrainedFeatureExtractor(MiniLM), LogisticRegression())`` on review
 sentences of one site of ``../shared/data/sentiment_labelled_sentences``:
 
-- uncached: ``PretrainedFeatureExtractor(cache=False)``: every fit embeds its training sentences
+- uncached: ``PretrainedFeatureExtractor(feature_cache=False)``: every fit embeds its training sentences
   and every scoring its test sentences, so the encoder runs 41 times over the data;
-- cached: the default ``cache=True``: each distinct sentence is embedded once for the whole search.
+- cached: the default ``feature_cache="auto"``: each distinct sentence is embedded once for the whole
+  search.
 
 Both run in this process, one after the other (the cached search first, on an empty cache); the
 table gives both times, their ratio and both searches' best score and ``C`` (target: the same).
@@ -30,13 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_grid_cache import timed_fit  # noqa: E402
 from benchmarks.text_domains import SITES, load_site, minilm_path  # noqa: E402
 from skadapt import PretrainedFeatureExtractor  # noqa: E402
-from skadapt.finetune._cache import shared_cache  # noqa: E402
+from skadapt.finetune._embedding_cache import shared_cache  # noqa: E402
 
 C_VALUES = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 
 
 def search(cached: bool) -> GridSearchCV:
-    probe = make_pipeline(PretrainedFeatureExtractor(minilm_path(), max_length=64, cache=cached),
+    probe = make_pipeline(PretrainedFeatureExtractor(minilm_path(), max_length=64,
+                                                     feature_cache="auto" if cached else False),
                           LogisticRegression(max_iter=2000))
     return GridSearchCV(probe, {"logisticregression__C": C_VALUES},
                         cv=StratifiedKFold(5, shuffle=True, random_state=0))
@@ -67,7 +69,7 @@ def main(argv=None) -> None:
           f"max_length 64, torch threads {torch.get_num_threads()}\n")
     print("| search | time (s) | speed-up | best CV accuracy | best C |")
     print("| --- | --- | --- | --- | --- |")
-    for label, fitted, seconds in (("uncached (cache=False)", uncached, uncached_s),
+    for label, fitted, seconds in (("uncached (feature_cache=False)", uncached, uncached_s),
                                    ("cached (default)", cached, cached_s)):
         best_c = fitted.best_params_["logisticregression__C"]
         print(f"| {label} | {seconds:.1f} | {uncached_s / seconds:.1f}x | "

@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     rows = []
     start = time.perf_counter()
     embedder = PretrainedFeatureExtractor(CifarResNet(args.depth), weights=str(checkpoint_path(
-        args.depth)), image_size=96, num_workers=args.workers, cache=False)
+        args.depth)), image_size=96, num_workers=args.workers, feature_cache=False)
     probe = make_pipeline(embedder, LogisticRegression(max_iter=1000)).fit(X_train, y_train)
     rows.append(("sklearn LogisticRegression on frozen features", probe.score(X_val, y_val),
                  time.perf_counter() - start))

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Each public name and the subpackage that defines it.
+# Each public name and the module of skadapt that defines it: a subpackage, or a private
+# top-level module such as _config (imported the same way, as skadapt.<module>).
 _SUBPACKAGE_OF = {
+    "config_context": "_config",
+    "get_config": "_config",
+    "set_config": "_config",
     "ChannelStandardizer": "preprocessing",
     "DataCleaner": "preprocessing",
     "Differencer": "preprocessing",
@@ -52,6 +56,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and the API reference read
+    from skadapt._config import config_context, get_config, set_config
     from skadapt.evaluation import EvaluationReport, evaluate
     from skadapt.finetune import (
         LRFinderResult,

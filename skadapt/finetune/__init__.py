@@ -1,8 +1,9 @@
 """Step 2 of the workflow: fine-tune a pretrained network as an sklearn estimator."""
 
-from skadapt.finetune._estimator import PretrainedFineTuner, PretrainedFineTunerRegressor
+from skadapt.finetune._classifier import PretrainedFineTuner
 from skadapt.finetune._extractor import PretrainedFeatureExtractor
 from skadapt.finetune._lr_finder import LRFinderResult, lr_find
+from skadapt.finetune._regressor import PretrainedFineTunerRegressor
 
 __all__ = ["LRFinderResult", "PretrainedFeatureExtractor", "PretrainedFineTuner",
            "PretrainedFineTunerRegressor", "lr_find"]

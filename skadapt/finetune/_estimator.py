@@ -1,4 +1,5 @@
-"""The skorch-backed estimators: ``PretrainedFineTuner`` and ``PretrainedFineTunerRegressor``.
+"""The core of the skorch-backed estimators ``PretrainedFineTuner`` (``_classifier``) and
+``PretrainedFineTunerRegressor`` (``_regressor``).
 
 Why a subclass of skorch's ``NeuralNet`` rather than a wrapper around one: a subclass keeps all of
 skorch in reach of the user with no glue (``callbacks=``, ``callbacks__<name>__<param>``,
@@ -6,10 +7,13 @@ skorch in reach of the user with no glue (``callbacks=``, ``callbacks__<name>__<
 solves cloning, pickling (a GPU-trained net loads on a CPU) and parameter routing. What skadapt adds
 lives in overrides of a few well-defined hooks:
 
+- ``fit``: parameters checked against ``_parameter_constraints``, then either the whole network
+  trains, or only its head on cached backbone features (``_cached_head``);
 - ``initialize_module``: resolve the pretrained network and its new head (``skadapt.networks``);
-- ``initialize_optimizer``: one parameter group per trainable layer group (``_freezing``);
-- ``get_split_datasets`` / ``get_dataset`` / ``get_iterator``: any kind of input (``_inputs``), with
-  train-time augmentation on the training part only;
+- ``initialize_optimizer``: one parameter group per trainable layer group (``_schedule``,
+  ``_freezing``);
+- ``get_split_datasets`` / ``get_dataset`` / ``get_iterator``: any kind of input (``_adapters``), with
+  train-time augmentation on the training part only, and the validation policy (``_validation``);
 - ``_set_training``: frozen parts (dropout, drop-path, BatchNorm) stay in inference mode on every batch;
 - the ``fine_tuning`` callback (``_schedule``): staged and gradual unfreezing, learning rates.
 """
@@ -17,81 +21,115 @@ lives in overrides of a few well-defined hooks:
 from __future__ import annotations
 
 import dataclasses
-import numbers
-import time
+import os
 import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager
 from functools import partial
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import ClassifierMixin, RegressorMixin
-from sklearn.exceptions import DataConversionWarning
-from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from torch.utils.data import Dataset
 
-from skadapt.finetune._cache import (
+from skadapt._constraints import Number, StrList
+from skadapt.finetune._adapters import Inputs, adapt_for
+from skadapt.finetune._cached_head import CachedHeadMixin
+from skadapt.finetune._datasets import InputDataset
+from skadapt.finetune._decoding import find_unreadable
+from skadapt.finetune._device import autocast, resolve_device, seeded
+from skadapt.finetune._freezing import apply_freeze, inference_mode_modules, set_inference_mode
+from skadapt.finetune._image_cache import (
     DecodedImageCache,
     DecodedImageDataset,
     make_decode_transform,
-    shared_cache,
 )
-from skadapt.finetune._device import autocast, resolve_device, seeded
-from skadapt.finetune._extractor import (
-    cached_backbone_features,
-    head_only_module,
-    why_cache_not_applicable,
-)
-from skadapt.finetune._freezing import (
-    apply_freeze,
-    frozen_at_epoch,
-    head_parameters,
-    inference_mode_modules,
-    parameter_groups,
-    set_inference_mode,
-    validate_freeze,
-    validate_schedule,
-)
-from skadapt.finetune._inputs import (
-    InputDataset,
-    Inputs,
-    adapt_inputs,
-    adapt_texts,
-    find_unreadable,
-    image_sizes,
-    make_transform,
-)
+from skadapt.finetune._layer_table import layer_table
 from skadapt.finetune._lr_finder import LRFinderResult, lr_find
-from skadapt.finetune._probe import solve_classifier_head, solve_regressor_head
-from skadapt.finetune._schedule import FineTuningSchedule
-from skadapt.finetune._validation import (
-    PlannedEarlyStopping,
-    ValidationPlan,
-    check_validation_parameters,
-    plan_validation,
-    summarize,
-)
-from skadapt.finetune._weights import WeightedDataset, fit_weights, target_of, weighted_loss
+from skadapt.finetune._schedule import FineTuningSchedule, Schedule
+from skadapt.finetune._transforms import image_sizes, make_transform
+from skadapt.finetune._validation import PlannedEarlyStopping, plan_validation, summarize
+from skadapt.finetune._weights import WeightedDataset, fit_weights, weighted_loss
 from skadapt.networks import check_array_input, resolve_network, takes_texts
-from skadapt.networks._source_hf_text import validate_text_parameters
 
-_LR_SCHEDULES = ("cosine", "constant")
-_HEAD_SOLVERS = ("auto", "convex", "gradient")
 _KIND_NAMES = {"array": "numeric arrays", "files": "image files", "pil": "PIL images",
                "texts": "texts"}
+_POSITIVE = [Number(Real, 0, None, closed="neither")]
 
 
-class _PretrainedNet(NeuralNet):
+class _PretrainedNet(CachedHeadMixin, NeuralNet):
     """What the classifier and the regressor share; see ``PretrainedFineTuner`` for the parameters."""
 
+    # Each parameter's valid values, checked when fit starts (sklearn's InvalidParameterError).
+    # "no_validation": checked where it is used, by the network registry or by skorch.
+    _parameter_constraints: dict = {
+        "model": [str, os.PathLike, torch.nn.Module, type],
+        "weights": "no_validation",
+        "head": [str, None],
+        "freeze": [StrOptions({"none", "backbone"}), Number(Integral, 0, None, closed="left"),
+                   StrList()],
+        "unfreeze_at": [Number(Integral, 0, None, closed="left"), None],
+        "unfreeze": [StrOptions({"all"}), Number(Integral, 1, None, closed="left")],
+        "unfreeze_every": [Number(Integral, 1, None, closed="left"), None],
+        "unfreeze_lr": [*_POSITIVE, None],
+        "backbone_lr_mult": _POSITIVE,
+        "layer_decay": _POSITIVE,
+        "train_bn": ["boolean"],
+        "image_size": [Number(Integral, 1, None, closed="left"), None],
+        "mean": ["array-like", None],
+        "std": ["array-like", None],
+        "augment": [StrOptions({"auto"}), "boolean", callable],
+        "path_column": [str, None],
+        "on_bad_image": [StrOptions({"raise", "skip"})],
+        "max_length": [Number(Integral, 2, None, closed="left")],
+        "pooling": [StrOptions({"mean", "cls"})],
+        "adapter": [StrOptions({"lora"}), None],
+        "lora_r": [Number(Integral, 1, None, closed="left")],
+        "lora_alpha": _POSITIVE,
+        "empty_text": [StrOptions({"raise", "allow"})],
+        "feature_cache": [StrOptions({"auto"}), Options(bool, {False})],
+        "head_solver": [StrOptions({"auto", "convex", "gradient"})],
+        "head_C": _POSITIVE,
+        "class_weight": [None],
+        "cache_dir": [str, os.PathLike, None],
+        "image_cache_mb": [Number(Real, 0, None, closed="left")],
+        "lr": _POSITIVE,
+        "lr_schedule": [StrOptions({"cosine", "constant"})],
+        "warmup": [Number(Real, 0, 1, closed="left")],
+        "max_epochs": [Number(Integral, 1, None, closed="left")],
+        "batch_size": [Number(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "validation_fraction": [StrOptions({"auto"}), Number(Real, 0, 1, closed="neither"), None],
+        "patience": [StrOptions({"auto"}), Number(Integral, 1, None, closed="left"), None],
+        "num_workers": [Number(Integral, 0, None, closed="left")],
+        "random_state": [Number(Integral, None, None, closed="neither"), None],
+        "device": [str, torch.device, None],
+        "criterion": [type, torch.nn.Module, None],
+        "optimizer": [callable],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "compile": ["boolean"],
+        "use_caching": [StrOptions({"auto"}), "boolean"],
+        "predict_nonlinearity": [StrOptions({"auto"}), callable, None],
+        # skorch's own, set by skadapt (module, train_split), passed on to torch, or checked by
+        # skorch's set_params (callbacks)
+        "callbacks": "no_validation",
+        "module": "no_validation",
+        "train_split": "no_validation",
+        "dataset": "no_validation",
+        "iterator_train": "no_validation",
+        "iterator_valid": "no_validation",
+        "torch_load_kwargs": "no_validation",
+    }
     _default_criterion: type[torch.nn.Module]
 
     def __init__(
@@ -203,37 +241,19 @@ class _PretrainedNet(NeuralNet):
         return []
 
     # ----------------------------------------------------------------- validation
-    def _validate_hyperparameters(self) -> None:
-        validate_freeze(self.freeze)
-        validate_schedule(self.unfreeze_at, self.unfreeze, self.unfreeze_every)
-        for name in ("lr", "backbone_lr_mult", "layer_decay"):
-            _check_positive(name, getattr(self, name))
-        if self.unfreeze_lr is not None:
-            _check_positive("unfreeze_lr", self.unfreeze_lr)
-        if self.lr_schedule not in _LR_SCHEDULES:
-            raise ValueError(f"lr_schedule={self.lr_schedule!r}: pass one of {_LR_SCHEDULES}.")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup={self.warmup!r} is the fraction of a stage spent warming up: "
-                             "pass a number in [0, 1).")
-        check_validation_parameters(self.validation_fraction, self.patience)
-        if self.head_solver not in _HEAD_SOLVERS:
-            raise ValueError(f"head_solver={self.head_solver!r}: pass one of {_HEAD_SOLVERS}.")
-        _check_positive("head_C", self.head_C)
-        self._check_class_weight()
-        if not isinstance(self.image_cache_mb, numbers.Real) or self.image_cache_mb < 0:
-            raise ValueError(f"image_cache_mb={self.image_cache_mb!r}: pass a size in MiB >= 0.")
-        if self.feature_cache not in ("auto", False):
-            raise ValueError(f"feature_cache={self.feature_cache!r}: pass 'auto' or False.")
-        if self.on_bad_image not in ("raise", "skip"):
-            raise ValueError(f"on_bad_image={self.on_bad_image!r}: pass 'raise' or 'skip'.")
-        if self.random_state is not None and not isinstance(self.random_state, numbers.Integral):
-            raise ValueError(f"random_state={self.random_state!r}: pass an int seed or None.")
-        if not (isinstance(self.max_epochs, numbers.Integral) and self.max_epochs >= 1):
-            raise ValueError(f"max_epochs={self.max_epochs!r} must be an int >= 1.")
-        validate_text_parameters(
-            text=takes_texts(self.model), max_length=self.max_length, pooling=self.pooling,
-            adapter=self.adapter, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-            empty_text=self.empty_text)
+    def _validate_params(self) -> None:
+        """Check every parameter against ``_parameter_constraints``, then the rules that tie
+        parameters together; a bad value raises ``InvalidParameterError`` naming it."""
+        validate_parameter_constraints(self._parameter_constraints,
+                                       self.get_params(deep=False), type(self).__name__)
+        if self.unfreeze_every is not None and self.unfreeze_at is None:
+            raise InvalidParameterError(
+                "unfreeze_every needs unfreeze_at: pass the epoch at which gradual unfreezing "
+                "starts.")
+        if self.adapter is not None and not takes_texts(self.model):
+            raise InvalidParameterError(
+                f"adapter={self.adapter!r} applies to Hugging Face text models (an 'org/name' id "
+                "or a local directory): pass adapter=None for this model.")
 
     # ----------------------------------------------------------------- fitting
     def fit(self, X, y, sample_weight=None, **fit_params):
@@ -252,7 +272,7 @@ class _PretrainedNet(NeuralNet):
         -------
         self
         """
-        self._validate_hyperparameters()
+        self._validate_params()
         inputs = self._adapt(X)
         if len(inputs) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {len(inputs)} sample.")
@@ -266,6 +286,7 @@ class _PretrainedNet(NeuralNet):
                 self._initialize_with_example(inputs)
             self._check_input_shape(inputs)
             reason = self._why_not_cached(inputs)
+            self.used_feature_cache_ = reason is None
             self.training_path_ = "cached backbone features" if reason is None else (
                 f"full network ({reason})")
             self.head_solver_ = self._resolve_head_solver(reason)
@@ -275,19 +296,6 @@ class _PretrainedNet(NeuralNet):
             else:
                 self._train(inputs, y, weights, **fit_params)
         return self
-
-    def _resolve_head_solver(self, reason: str | None) -> str:
-        """``"convex"`` or ``"gradient"``: how the head is fitted (see ``head_solver``)."""
-        if self.head_solver == "gradient":
-            return "gradient"
-        why_not = reason or ("a custom criterion" if self.criterion is not None else None)
-        if why_not is None:
-            return "convex"
-        if self.head_solver == "convex":
-            raise ValueError(f"head_solver='convex' solves a linear head on cached features of a "
-                             f"frozen backbone, which this fit cannot use: {why_not}. Pass "
-                             "head_solver='auto' or 'gradient'.")
-        return "gradient"
 
     def _train(self, inputs, y, weights, **fit_params) -> None:
         """skorch's training loop under the validation policy, with the samples' weights."""
@@ -301,80 +309,6 @@ class _PretrainedNet(NeuralNet):
             del self._fit_weights  # transient: not a parameter, not fitted state
         self.validation_ = summarize(plan, self.history, dict(self.callbacks_).get("early_stopping"))
 
-    def _why_not_cached(self, inputs: Inputs) -> str | None:
-        """Why the frozen backbone's features cannot be computed once for this fit, or None."""
-        if self.feature_cache is False:
-            return "feature_cache=False"
-        if self.freeze != "backbone" or self.unfreeze_at is not None or self.train_bn:
-            return "the backbone trains during the fit"
-        if self.adapter is not None:
-            return "adapters train inside the backbone"
-        if inputs.kind in ("array", "files", "pil") and (
-                self.augment is True or callable(self.augment)
-                or (self.augment == "auto" and inputs.kind != "array")):
-            return "train-time augmentation is on"
-        return why_cache_not_applicable(self.network_, partial(self._example_batch, inputs))
-
-    def _fit_head_on_cached_features(self, inputs: Inputs, y, weights, **fit_params) -> None:
-        """Run the frozen backbone once per sample (cached across fits), then fit the head alone:
-        solved as the convex problem it is, or trained by the optimizer (``head_solver_``).
-
-        The head module is shared with ``module_``, so the full network predicts with what it learned.
-        """
-        features = self._cached_features(inputs)
-        if self.head_solver_ == "gradient":
-            with self._head_only():
-                self._train(features, y, weights, **fit_params)
-            return
-        self._solve_head_on(features, y, weights)
-
-    def _solve_head_on(self, features: Inputs, y, weights) -> None:
-        """The convex head: solved exactly on every sample; one history row with its loss."""
-        head = self.module_.get_submodule(self.network_.head[-1])
-        start = time.perf_counter()
-        self.head_solution_ = self._solve_head(head, features.items, y, weights, self.head_C)
-        self.initialize_history()
-        self.history.new_epoch()
-        self.history.record("epoch", 1)
-        self.history.record("train_loss", self._loss_of(features, y, weights))
-        self.history.record("dur", time.perf_counter() - start)
-        self.validation_plan_ = ValidationPlan(
-            None, 0, False, None, "convex head: solved on every sample, no epochs to pick")
-        self.validation_ = summarize(self.validation_plan_, self.history)
-
-    def _loss_of(self, features: Inputs, y, weights) -> float:
-        """The (weighted) training loss of the network's head on cached features."""
-        with torch.no_grad(), self._head_only():
-            self._set_training(False)
-            out = self.infer(torch.from_numpy(features.items))
-            target = torch.as_tensor(y)
-            if weights is None:
-                return float(self.get_loss(out, target))
-            return float(weighted_loss(self.criterion_, out, target, torch.from_numpy(weights)))
-
-    def _cached_features(self, inputs: Inputs) -> Inputs:
-        """The backbone's output (the head's input) for every sample, from the feature cache."""
-        # fork the RNG: batches are then shuffled exactly as on the uncached path
-        texts = inputs.kind == "texts"
-        with torch.random.fork_rng(devices=[]):
-            features = cached_backbone_features(
-                self.network_, inputs, self._transform(inputs.kind, train=False),
-                cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
-                num_workers=self.num_workers, device=self.device_,
-                collate=self.network_.collate(self.max_length) if texts else None,
-                options=f"max_length={self.max_length},pooling={self.pooling}" if texts else "")
-        return Inputs(kind="features", items=features.numpy())
-
-    @contextmanager
-    def _head_only(self):
-        """Let skorch see only the head (it shares its parameters with the full network)."""
-        network = self.module_
-        self.module_ = head_only_module(self.network_)
-        try:
-            yield
-        finally:
-            self.module_ = network
-
     def partial_fit(self, X, y=None, classes=None, sample_weight=None, **fit_params):
         """One more pass of ``max_epochs`` over ``X``, ``y``, keeping the weights (fits if unfitted).
 
@@ -383,7 +317,7 @@ class _PretrainedNet(NeuralNet):
         if not self.initialized_:
             return self.fit(X, y, sample_weight=sample_weight, **fit_params)
         inputs = self._check_features(self._adapt(X))
-        y = self._encode_target(_check_y(y, len(inputs)))
+        y = self._encode_target(check_y(y, len(inputs)))
         weights = fit_weights(y, len(inputs), sample_weight, self._class_weights())
         self._train(inputs, y, weights, **fit_params)
         return self
@@ -452,9 +386,7 @@ class _PretrainedNet(NeuralNet):
             self.model, self.weights, n_outputs=self._n_outputs(), head=self.head,
             example_input=getattr(self, "_example_input", None), text_options=self._text_options())
         self.module_ = self.network_.module
-        frozen = frozen_at_epoch(self.network_, 0, freeze=self.freeze, unfreeze_at=self.unfreeze_at,
-                                 unfreeze=self.unfreeze, unfreeze_every=self.unfreeze_every)
-        self.set_frozen(frozen)
+        self.set_frozen(Schedule.of(self).frozen(self.network_, 0))
         return self
 
     def initialize_criterion(self):
@@ -463,23 +395,17 @@ class _PretrainedNet(NeuralNet):
         return self
 
     def initialize_optimizer(self, triggered_directly=None):
-        groups = parameter_groups(self.network_, base_lr=self._stage_lr(0),
-                                  backbone_lr_mult=self.backbone_lr_mult,
-                                  layer_decay=self.layer_decay)
+        schedule = Schedule.of(self)
         kwargs = self.get_params_for("optimizer")
         kwargs.pop("lr", None)
-        self.optimizer_ = self.optimizer(groups, lr=self._stage_lr(0), **kwargs)
+        self.optimizer_ = self.optimizer(schedule.parameter_groups(self.network_, 0),
+                                         lr=schedule.base_lr(0), **kwargs)
         return self
 
     def _text_options(self) -> dict:
         """What a text model is built with (ignored for other models)."""
         return {"pooling": self.pooling, "adapter": self.adapter, "lora_r": self.lora_r,
                 "lora_alpha": self.lora_alpha}
-
-    def _stage_lr(self, epoch: int) -> float:
-        if self.unfreeze_at is None or epoch < self.unfreeze_at:
-            return self.lr
-        return self.unfreeze_lr if self.unfreeze_lr is not None else self.lr / 10
 
     def set_frozen(self, frozen: set[str]) -> None:
         """Freeze exactly the parameters named in ``frozen`` (the schedule calls this)."""
@@ -500,9 +426,7 @@ class _PretrainedNet(NeuralNet):
     def _adapt(self, X) -> Inputs | Dataset:
         if isinstance(X, (Inputs, Dataset)):
             return X
-        if takes_texts(self.model):  # the model decides: a path and a sentence are both str
-            return adapt_texts(X, empty_text=self.empty_text)
-        return adapt_inputs(X, path_column=self.path_column)
+        return adapt_for(self.model, X, path_column=self.path_column, empty_text=self.empty_text)
 
     def _drop_bad_images(self, inputs: Inputs, y, weights):
         if self.on_bad_image != "skip" or inputs.kind != "files":
@@ -629,11 +553,8 @@ class _PretrainedNet(NeuralNet):
         self.check_is_fitted()
         inputs = self._check_features(self._adapt(X))
         if (isinstance(inputs, Inputs) and inputs.kind != "features"
-                and getattr(self, "training_path_", None) == "cached backbone features"):
-            # the backbone is the frozen pretrained one: its features for X may be cached already
-            features = self._cached_features(inputs)
-            with self._head_only():
-                return NeuralNet.predict_proba(self, features)
+                and getattr(self, "used_feature_cache_", False)):
+            return self._predict_from_cached_features(inputs)
         return NeuralNet.predict_proba(self, inputs)
 
     def check_is_fitted(self, attributes=None, *args, **kwargs):
@@ -689,45 +610,21 @@ class _PretrainedNet(NeuralNet):
             Columns ``group``, ``depth``, ``n_params``, ``trainable`` (fraction of the group's
             parameters that train), ``lr``. ``depth`` counts groups from the head (head: -1).
         """
-        self._validate_hyperparameters()
+        self._validate_params()
         network = getattr(self, "network_", None)
         if network is None:
             network = resolve_network(self.model, self.weights, n_outputs=2, head=self.head,
                                       text_options=self._text_options())
+        schedule = Schedule.of(self)
         if epoch is None and hasattr(self, "frozen_"):
-            frozen, base_lr = self.frozen_, self._stage_lr(len(self.history) - 1)
-        else:
-            epoch = epoch or 0
-            frozen = frozen_at_epoch(network, epoch, freeze=self.freeze,
-                                     unfreeze_at=self.unfreeze_at, unfreeze=self.unfreeze,
-                                     unfreeze_every=self.unfreeze_every)
-            base_lr = self._stage_lr(epoch)
-        sizes = {n: p.numel() for n, p in network.module.named_parameters()}
-        rows = [("head", -1, head_parameters(network), base_lr)]
-        n_groups = len(network.groups)
-        for i, group in enumerate(network.groups):
-            depth = n_groups - 1 - i
-            lr = base_lr * self.backbone_lr_mult * self.layer_decay**depth
-            rows.append((group.name, depth, group.params, lr))
-        table = []
-        for name, depth, params, lr in rows:
-            total = sum(sizes[p] for p in params)
-            trained = sum(sizes[p] for p in params if p not in frozen)
-            table.append({"group": name, "depth": depth, "n_params": total,
-                          "trainable": trained / total if total else 0.0,
-                          "lr": lr if trained else 0.0})
-        return pd.DataFrame(table)
+            return layer_table(network, schedule, epoch=len(self.history) - 1, frozen=self.frozen_)
+        return layer_table(network, schedule, epoch=epoch)
 
     # ----------------------------------------------------------------- hooks for subclasses
     _solve_head = None  # the convex solver of a linear head (see _probe)
 
     def _n_outputs(self) -> int:
         raise NotImplementedError
-
-    def _check_class_weight(self) -> None:
-        if self.class_weight is not None:
-            raise ValueError(f"class_weight={self.class_weight!r} is for classifiers: weigh a "
-                             "regressor's samples with fit(X, y, sample_weight=...).")
 
     def _class_weights(self):
         """``class_weight`` in terms of the encoded targets (None for regressors)."""
@@ -740,315 +637,9 @@ class _PretrainedNet(NeuralNet):
         raise NotImplementedError
 
 
-class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
-    """Fine-tune a pretrained network as a scikit-learn classifier.
-
-    A subclass of skorch's ``NeuralNet``: skorch's callbacks, history and progress bar work as usual.
-    Every fine-tuning choice (which layer groups train, from which epoch, at what learning rate) is a
-    constructor parameter, so ``GridSearchCV`` can search it.
-
-    Parameters
-    ----------
-    model : str, path-like, torch.nn.Module or type
-        A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), a timm
-        model ``"timm/<name>"`` or ``"timm/<name>.<pretrained tag>"`` (needs
-        ``pip install skadapt[timm]``), your own module (instance or class, e.g. a network
-        pretrained on your source domain), a Hugging Face image model (ViT, DINOv2, ConvNeXt: a
-        local folder with its ``preprocessor_config.json``), or a Hugging Face text encoder (BERT
-        family): a local directory holding ``config.json``, the weights and the tokenizer files,
-        or a hub id ``"org/name"``. With a text model ``X`` is texts and the layer groups are the embeddings
-        and each transformer layer (needs ``pip install skadapt[text]``; see ``docs/text.md``).
-        Every source is described in ``docs/models.md``.
-    weights : str, path or None, default=None
-        For torchvision names: ``"DEFAULT"``, a weights name such as ``"IMAGENET1K_V1"``, or ``None``
-        for random initialization; for timm names ``"DEFAULT"`` (timm's pretrained weights) or
-        ``None``. For any image model: a checkpoint path (``.pt``/``.pth`` state dict, possibly
-        nested under ``state_dict`` and with a ``module.`` prefix, or ``.safetensors``).
-    head : str, optional
-        Dotted name of the head to replace in your own module; by default its last ``nn.Linear``.
-    freeze : {"backbone", "none"}, int or list of str, default="backbone"
-        What is frozen when training starts: every layer group (train only the new head), nothing, all
-        but the last ``k`` groups, or the parameters matching these ``fnmatch`` patterns.
-    unfreeze_at : int, optional
-        The epoch (0-based) at which stage 2 begins. ``None``: one stage.
-    unfreeze : "all" or int, default="all"
-        What becomes trainable in stage 2: everything, or the ``m`` frozen groups nearest the head.
-    unfreeze_every : int, optional
-        Gradual unfreezing: from ``unfreeze_at`` on, thaw one more group every ``unfreeze_every``
-        epochs (up to ``unfreeze``).
-    unfreeze_lr : float, optional
-        Base learning rate of stage 2 (default ``lr / 10``).
-    backbone_lr_mult : float, default=1.0
-        Discriminative learning rates: the backbone's rate as a multiple of the head's.
-    layer_decay : float, default=1.0
-        Layer-wise decay: each group one step deeper (away from the head) gets ``lr * layer_decay``.
-    train_bn : bool, default=False
-        Keep the affine parameters of frozen BatchNorm layers trainable. Their running statistics
-        stay frozen either way.
-    image_size : int, optional
-        Input size for image files and PIL images (by default the model's own: torchvision and
-        timm names know it, with or without weights; required for your own module); for arrays,
-        resize to it.
-    mean, std : sequence of float, optional
-        Normalization; by default the weights' own (ImageNet's for images without weights).
-        Arrays are taken as already normalized unless these are given.
-    augment : "auto", bool or callable, default="auto"
-        Train-time augmentation (random resized crop, horizontal flip): on for images, off for arrays.
-        A callable replaces it (applied to the RGB PIL image, or the tensor for arrays).
-    path_column : str, optional
-        The column holding image paths when ``X`` is a DataFrame.
-    on_bad_image : {"raise", "skip"}, default="raise"
-        What ``fit`` does with an unreadable image file: raise an error naming it, or skip it with a
-        warning. ``predict`` always raises.
-    max_length : int, default=128
-        Text models: texts are truncated to this many tokens; each batch is padded to its longest.
-    pooling : {"mean", "cls"}, default="mean"
-        Text models: the head sees the mean of the token states over the attention mask, or the
-        first token's state.
-    adapter : {None, "lora"}, default=None
-        Text models: ``"lora"`` adds LoRA adapters (``peft``) to the attention layers. Like the head
-        they always train; ``freeze`` applies to the pretrained weights, so the default
-        ``freeze="backbone"`` trains only the adapters and the head.
-    lora_r : int, default=8
-        Rank of the LoRA adapters.
-    lora_alpha : float, default=16
-        LoRA scaling: updates are scaled by ``lora_alpha / lora_r``.
-    empty_text : {"raise", "allow"}, default="raise"
-        Text models: missing (None/NaN) or empty texts raise an error naming their positions, or
-        are treated as empty texts.
-    feature_cache : "auto" or False, default="auto"
-        When the backbone stays frozen for the whole fit (``freeze="backbone"``, no
-        ``unfreeze_at``, ``train_bn=False``) and preprocessing is deterministic (no augmentation),
-        run the backbone once per sample and train the head on its cached outputs: the same result,
-        many times faster across epochs, CV folds and grid points (cached by sample content and a
-        fingerprint of the network and preprocessing; bounded in memory, see
-        ``SKADAPT_CACHE_MEMORY_BYTES``). ``training_path_`` says which path ran and why.
-    head_solver : {"auto", "convex", "gradient"}, default="auto"
-        How the head is fitted when it trains alone on cached features. ``"convex"`` solves it
-        as the convex problem it then is: multinomial (binary: binomial) logistic regression with
-        an L2 penalty by L-BFGS for classifiers, ridge regression for regressors (sklearn's
-        solvers, on every sample, no epochs). ``"gradient"`` trains it for ``max_epochs`` with the
-        optimizer. ``"auto"``: convex whenever the feature cache applies and the criterion is the
-        default one, else gradient.
-    head_C : float, default=1.0
-        Inverse L2 penalty of the convex head, as ``C`` in ``LogisticRegression`` (ridge:
-        ``alpha = 1 / head_C``).
-    class_weight : None, "balanced" or dict, default=None
-        Classifiers: weights of the classes in the loss (and in the convex head), as in sklearn.
-        ``"balanced"`` weighs each class by ``n_samples / (n_classes * its count)``; a dict maps
-        labels to weights (others weigh 1). Multiplied with ``fit``'s ``sample_weight``; the
-        product is rescaled to average 1, so only ratios matter.
-    cache_dir : path, optional
-        Also keep cached features on disk there, shared between processes (``n_jobs>1``).
-    image_cache_mb : float, default=1024
-        Image files are decoded and resized (to the resize size before cropping) once per fit and
-        kept in memory up to this bound, so later epochs only augment them; beyond it the rest is
-        decoded on every access. Random crops are then taken from the resized image rather than the
-        full-resolution file. ``0`` decodes every file on every epoch.
-    lr : float, default=1e-3
-        Learning rate of the head (and base of every other rate).
-    lr_schedule : {"cosine", "constant"}, default="cosine"
-        Linear warm-up then cosine decay within each stage, or a constant rate.
-    warmup : float, default=0.1
-        Fraction of each stage spent warming up.
-    max_epochs : int, default=10
-    batch_size : int, default=32
-    validation_fraction : "auto", float or None, default="auto"
-        Stratified internal validation split. ``"auto"``: 10% for early stopping when that is at
-        least 100 samples, else none (the fit trains on every sample for the whole schedule). A
-        float holds that fraction out and records ``valid_loss``/``valid_acc`` every epoch; it
-        stops early and restores the best epoch only when the split has at least 100 samples.
-        ``None`` trains on everything. ``validation_`` says what happened.
-    patience : "auto", int or None, default="auto"
-        Epochs without improvement of the validation loss before stopping early (then the best
-        epoch's weights are restored). ``"auto"``: ``max(5, max_epochs // 4)``. ``None``: never
-        stop early.
-    num_workers : int, default=0
-        DataLoader workers (image decoding runs in parallel).
-    random_state : int, optional
-        Seed for initialization, shuffling, augmentation and the validation split.
-    device : str, default="auto"
-        ``"auto"``: a GPU when present (with bfloat16 autocast), else the CPU.
-    criterion, optimizer, callbacks, verbose, **kwargs
-        As in skorch (``optimizer__weight_decay=...``, ``callbacks__early_stopping__patience=...``);
-        the default criterion is ``CrossEntropyLoss`` and the optimizer ``AdamW``.
-
-    Attributes
-    ----------
-    classes_ : ndarray
-        The class labels, in the order of ``predict_proba``'s columns.
-    network_ : ResolvedNetwork
-        The network with its head, layer groups and preprocessing.
-    history_ : skorch.History
-        Per-epoch ``train_loss``, ``valid_loss``, ``valid_acc``, ``lr``, ``n_trainable``.
-    training_path_ : str
-        ``"cached backbone features"``, or ``"full network (<why the cache was not used>)"``.
-    trainable_fraction_ : float
-        Fraction of the network's parameters that train now (e.g. about 0.01 with LoRA).
-    head_solver_ : {"convex", "gradient"}
-        How the head was fitted; ``head_solution_`` (None unless convex) gives the solver, its
-        iterations and whether it converged.
-    validation_ : dict
-        What the internal validation did: ``n_validation``, ``early_stopping``, ``patience``,
-        ``epochs_run``, ``best_epoch`` (by validation loss; None without a split),
-        ``restored_best`` (whether the best epoch's weights replaced the last ones) and
-        ``policy`` (the rule applied, in words).
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> from skadapt import PretrainedFineTuner
-    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    >>> X = np.random.default_rng(0).normal(size=(60, 4)).astype("float32")
-    >>> y = np.where(X[:, 0] > 0, "pos", "neg")
-    >>> clf = PretrainedFineTuner(net, freeze="none", max_epochs=3, random_state=0).fit(X, y)
-    >>> clf.predict(X[:2]).shape
-    (2,)
-    """
-
-    _default_criterion = torch.nn.CrossEntropyLoss
-    _solve_head = staticmethod(solve_classifier_head)
-
-    def _scoring_callbacks(self):
-        if self.validation_fraction is None:
-            return []
-        return [("valid_acc", EpochScoring(_encoded_accuracy, name="valid_acc",
-                                           lower_is_better=False, use_caching=True,
-                                           target_extractor=_target_numpy))]
-
-    def _check_class_weight(self) -> None:
-        weights = self.class_weight
-        if weights is None or isinstance(weights, Mapping) or (
-                isinstance(weights, str) and weights == "balanced"):
-            return
-        raise ValueError(f"class_weight={weights!r}: pass None, 'balanced' or a dict mapping "
-                         "class labels to weights.")
-
-    def _class_weights(self):
-        if not isinstance(self.class_weight, Mapping):
-            return self.class_weight
-        unknown = [label for label in self.class_weight if label not in set(self.classes_)]
-        if unknown:
-            raise ValueError(f"class_weight names labels that are not in y: {unknown[:5]}; y's "
-                             f"classes are {list(self.classes_)[:10]}.")
-        return {code: self.class_weight[label] for code, label in enumerate(self.classes_)
-                if label in self.class_weight}
-
-    def _check_target(self, y, n_samples):
-        y = _check_y(y, n_samples)
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected; using "
-                          "y.ravel().", DataConversionWarning, stacklevel=3)
-            y = y.ravel()
-        if pd.isna(y).any():
-            raise ValueError("y has missing labels: drop those samples (skadapt.clean_rows does "
-                             "it and records them) before fitting.")
-        check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class {self.classes_[0]!r}: a classifier needs at "
-                             "least 2 classes.")
-        return self._encode_target(y)
-
-    def _encode_target(self, y):
-        y = np.asarray(y)
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.clip(codes, 0, len(self.classes_) - 1)
-        unknown = self.classes_[codes] != y
-        if unknown.any():
-            raise ValueError(f"y has labels not seen in the first fit: {np.unique(y[unknown])[:5]}")
-        return codes.astype(np.int64)
-
-    def _n_outputs(self):
-        return len(self.classes_)
-
-    def _stratify_labels(self, y):
-        return y
-
-    def predict_proba(self, X):
-        """Class probabilities, one column per entry of ``classes_``."""
-        return self._forward_numpy(X)
-
-    def predict(self, X):
-        """The most probable class of each sample, as a label of ``classes_``."""
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
-
-
-class PretrainedFineTunerRegressor(RegressorMixin, _PretrainedNet):
-    """Fine-tune a pretrained network as a scikit-learn regressor.
-
-    The same parameters as :class:`PretrainedFineTuner`; the new head has one output per target
-    column of ``y`` and the default criterion is ``MSELoss``. Targets are used as given: scale them
-    (e.g. with ``TransformedTargetRegressor``) when they are far from unit scale.
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> from skadapt import PretrainedFineTunerRegressor
-    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
-    >>> X = np.random.default_rng(0).normal(size=(80, 3)).astype("float32")
-    >>> y = X @ np.array([1.0, -2.0, 0.5])
-    >>> reg = PretrainedFineTunerRegressor(net, freeze="none", max_epochs=3, random_state=0)
-    >>> reg.fit(X, y).predict(X[:2]).shape
-    (2,)
-    """
-
-    _default_criterion = torch.nn.MSELoss
-    _solve_head = staticmethod(solve_regressor_head)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def _check_target(self, y, n_samples):
-        y = _check_y(y, n_samples)
-        try:
-            y = y.astype(np.float32)
-        except (TypeError, ValueError) as error:
-            raise ValueError("y must be numeric for a regressor; use PretrainedFineTuner for "
-                             "class labels.") from error
-        if not np.isfinite(y).all():
-            raise ValueError("y has NaN or infinite values: drop or impute them before fitting.")
-        self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
-        self.y_ndim_ = y.ndim
-        return self._encode_target(y)
-
-    def _encode_target(self, y):
-        y = np.asarray(y, dtype=np.float32)
-        return y.reshape(len(y), -1)
-
-    def _n_outputs(self):
-        return self.n_outputs_
-
-    @available_if(lambda self: False)
-    def predict_proba(self, X):
-        """Not available: a regressor predicts values (skorch's NeuralNet defines this)."""
-
-    def predict(self, X):
-        """Predicted targets, shaped like the ``y`` given to ``fit``."""
-        out = self._forward_numpy(X).astype(np.float64)
-        return out.ravel() if self.y_ndim_ == 1 else out
-
-
 # --------------------------------------------------------------------- helpers
-def _encoded_accuracy(net, X, y) -> float:
-    """Validation accuracy on the encoded targets skorch sees during fit."""
-    return accuracy_score(np.asarray(y), net.predict_proba(X).argmax(axis=1))
-
-
-def _target_numpy(y) -> np.ndarray:
-    """The targets of a batch (without their weights), for skorch's scoring callbacks."""
-    return target_of(y).detach().cpu().numpy()
-
-
-def _check_positive(name: str, value) -> None:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name}={value!r} must be a positive number.")
-
-
-def _check_y(y, n_samples: int) -> np.ndarray:
+def check_y(y, n_samples: int) -> np.ndarray:
+    """``y`` as an array of one target per sample of ``X``, or a clear error."""
     if y is None:
         raise ValueError("This estimator requires y to be passed, but the target y is None: pass "
                          "the targets of the samples in X.")

@@ -36,47 +36,10 @@ from __future__ import annotations
 import fnmatch
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import nn
-
-_NAMED_SPECS = ("none", "backbone")
-
-
-def validate_freeze(freeze: object) -> None:
-    """Raise a clear error unless ``freeze`` is a valid freeze specification."""
-    if isinstance(freeze, str):
-        if freeze not in _NAMED_SPECS:
-            raise ValueError(
-                f"freeze={freeze!r} is not understood: pass 'none', 'backbone', an int k "
-                "(train the head and the last k layer groups) or a list of parameter-name patterns."
-            )
-        return
-    if isinstance(freeze, numbers.Integral) and not isinstance(freeze, bool):
-        if freeze < 0:
-            raise ValueError(f"freeze={freeze} must be >= 0 (the number of layer groups that train).")
-        return
-    if isinstance(freeze, Sequence) and all(isinstance(p, str) for p in freeze):
-        return
-    raise TypeError(
-        f"freeze must be 'none', 'backbone', an int or a list of str patterns, got {freeze!r}."
-    )
-
-
-def validate_schedule(unfreeze_at: object, unfreeze: object, unfreeze_every: object) -> None:
-    """Raise a clear error unless the stage-2 parameters are consistent."""
-    if unfreeze_at is not None and not (_is_int(unfreeze_at) and unfreeze_at >= 0):
-        raise ValueError(f"unfreeze_at={unfreeze_at!r} must be None or an epoch index >= 0.")
-    if unfreeze != "all" and not (_is_int(unfreeze) and unfreeze >= 1):
-        raise ValueError(f"unfreeze={unfreeze!r} must be 'all' or an int >= 1 (groups to unfreeze).")
-    if unfreeze_every is not None:
-        if not (_is_int(unfreeze_every) and unfreeze_every >= 1):
-            raise ValueError(f"unfreeze_every={unfreeze_every!r} must be None or an int >= 1.")
-        if unfreeze_at is None:
-            raise ValueError(
-                "unfreeze_every needs unfreeze_at: pass the epoch at which gradual unfreezing starts."
-            )
 
 
 def _is_int(value: object) -> bool:
@@ -203,19 +166,29 @@ def set_inference_mode(modules: Iterable[nn.Module]) -> None:
         sub.eval()
 
 
+def group_learning_rates(network, *, base_lr: float, backbone_lr_mult: float = 1.0,
+                         layer_decay: float = 1.0) -> list[tuple[str, list[str], float]]:
+    """``(name, parameter names, learning rate)`` of the head, then of each layer group from the
+    head's side: the head trains at ``base_lr``, a group at depth ``d`` (0 next to the head) at
+    ``base_lr * backbone_lr_mult * layer_decay ** d``."""
+    rates = [("head", head_parameters(network), base_lr)]
+    for depth, group in enumerate(reversed(network.groups)):
+        rates.append((group.name, group.params, base_lr * backbone_lr_mult * layer_decay**depth))
+    return rates
+
+
 def parameter_groups(network, *, base_lr: float, backbone_lr_mult: float = 1.0,
                      layer_decay: float = 1.0) -> list[dict]:
-    """Optimizer parameter groups for the trainable parameters, each with its own learning rate.
+    """Optimizer parameter groups for the trainable parameters, each with its own learning rate
+    (see :func:`group_learning_rates`).
 
     Each dict carries ``name`` (the layer group, or ``"head"``) and ``base_lr`` (the rate before
     the learning-rate schedule scales it).
     """
     named = dict(network.module.named_parameters())
-    specs = [("head", head_parameters(network), base_lr)]
-    for depth, group in enumerate(reversed(network.groups)):
-        specs.append((group.name, group.params, base_lr * backbone_lr_mult * layer_decay**depth))
     groups = []
-    for name, param_names, lr in specs:
+    for name, param_names, lr in group_learning_rates(
+            network, base_lr=base_lr, backbone_lr_mult=backbone_lr_mult, layer_decay=layer_decay):
         params = [named[n] for n in param_names if named[n].requires_grad]
         if params:
             groups.append({"params": params, "lr": lr, "base_lr": lr, "name": name})

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from skadapt.finetune._decoding import find_unreadable
 from skadapt.finetune._device import seeded
-from skadapt.finetune._inputs import find_unreadable
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -182,7 +182,7 @@ def lr_find(
                         "and the data as the previous steps transform it.")
     net = clone(estimator)
     net.set_params(validation_fraction=None, lr_schedule="constant", max_epochs=1)
-    net._validate_hyperparameters()
+    net._validate_params()
     inputs = net._adapt(X)
     if len(inputs) < 2:
         raise ValueError(f"lr_find needs at least 2 samples, got {len(inputs)}.")

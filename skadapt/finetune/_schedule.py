@@ -1,70 +1,124 @@
-"""The fine-tuning schedule: a skorch callback that decides, per epoch, which layer groups train and at
-what learning rate, and, per batch, the warm-up and cosine decay of every group's rate.
+"""The fine-tuning schedule: which layer groups train in each epoch, and at what learning rate.
 
-It reads its settings from the estimator (``freeze``, ``unfreeze_at``, ``unfreeze``,
-``unfreeze_every``, ``unfreeze_lr``, ``backbone_lr_mult``, ``layer_decay``, ``lr_schedule``,
-``warmup``), so that they stay plain constructor parameters that ``GridSearchCV`` can search.
+:class:`Schedule` is the schedule of one fit, built from the estimator's constructor parameters
+(``freeze``, ``unfreeze_at``, ``unfreeze``, ``unfreeze_every``, ``lr``, ``unfreeze_lr``,
+``backbone_lr_mult``, ``layer_decay``, ``lr_schedule``, ``warmup``, ``max_epochs``: plain parameters,
+so that ``GridSearchCV`` can search them). It is the one place that says when a stage starts, its
+base learning rate, each group's rate and the warm-up and cosine decay within a stage.
+:class:`FineTuningSchedule` is the skorch callback that applies it as training proceeds.
+
+Stage 1 runs from the first epoch to ``unfreeze_at`` (or to the end) at the base rate ``lr``; stage 2
+from ``unfreeze_at`` to the end at ``unfreeze_lr`` (default ``lr / 10``). Each stage has its own
+warm-up and cosine decay, as in fastai's ``fine_tune``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 from skorch.callbacks import Callback
 
 from skadapt.finetune._freezing import frozen_at_epoch, parameter_groups, sync_optimizer
 
 
-def lr_factor(step: int, total: int, *, kind: str, warmup: float) -> float:
-    """Multiplier of the base learning rate at ``step`` of a stage of ``total`` steps."""
-    if kind == "constant" or total <= 1:
-        return 1.0
-    n_warmup = int(warmup * total)
-    if step < n_warmup:
-        return (step + 1) / (n_warmup + 1)
-    progress = (step - n_warmup) / max(total - n_warmup, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+@dataclass(frozen=True)
+class Schedule:
+    """The fine-tuning schedule of one fit (see :class:`~skadapt.PretrainedFineTuner`'s parameters).
+
+    Examples
+    --------
+    >>> schedule = Schedule(lr=1e-3, unfreeze_at=2, max_epochs=4)
+    >>> schedule.base_lr(0), schedule.base_lr(2), schedule.stage(3)
+    (0.001, 0.0001, (2, 4))
+    >>> [round(schedule.lr_factor(step, 10), 3) for step in (0, 1, 5, 9)]
+    [0.5, 1.0, 0.587, 0.03]
+    """
+
+    freeze: object = "backbone"
+    unfreeze_at: int | None = None
+    unfreeze: object = "all"
+    unfreeze_every: int | None = None
+    lr: float = 1e-3
+    unfreeze_lr: float | None = None
+    backbone_lr_mult: float = 1.0
+    layer_decay: float = 1.0
+    lr_schedule: str = "cosine"
+    warmup: float = 0.1
+    max_epochs: int = 10
+
+    @classmethod
+    def of(cls, estimator) -> Schedule:
+        """The schedule set by ``estimator``'s parameters of the same names."""
+        return cls(**{field.name: getattr(estimator, field.name) for field in fields(cls)})
+
+    def stage(self, epoch: int) -> tuple[int, int]:
+        """The first epoch of ``epoch``'s stage and the epoch after its last."""
+        if self.unfreeze_at is None or self.unfreeze_at >= self.max_epochs:
+            return 0, self.max_epochs
+        if epoch < self.unfreeze_at:
+            return 0, self.unfreeze_at
+        return self.unfreeze_at, self.max_epochs
+
+    def base_lr(self, epoch: int) -> float:
+        """The head's learning rate in ``epoch``'s stage, before warm-up and decay."""
+        if self.unfreeze_at is None or epoch < self.unfreeze_at:
+            return self.lr
+        return self.unfreeze_lr if self.unfreeze_lr is not None else self.lr / 10
+
+    def frozen(self, network, epoch: int) -> set[str]:
+        """Names of the parameters of ``network`` frozen during ``epoch``."""
+        return frozen_at_epoch(network, epoch, freeze=self.freeze, unfreeze_at=self.unfreeze_at,
+                               unfreeze=self.unfreeze, unfreeze_every=self.unfreeze_every)
+
+    def parameter_groups(self, network, epoch: int) -> list[dict]:
+        """The optimizer's parameter groups in ``epoch``: trainable groups, each at its rate."""
+        return parameter_groups(network, base_lr=self.base_lr(epoch),
+                                backbone_lr_mult=self.backbone_lr_mult,
+                                layer_decay=self.layer_decay)
+
+    def lr_factor(self, step: int, total: int) -> float:
+        """Multiplier of the base rates at ``step`` of a stage of ``total`` steps: linear warm-up
+        over the first ``warmup`` fraction, then cosine decay (``"constant"``: always 1)."""
+        if self.lr_schedule == "constant" or total <= 1:
+            return 1.0
+        n_warmup = int(self.warmup * total)
+        if step < n_warmup:
+            return (step + 1) / (n_warmup + 1)
+        progress = (step - n_warmup) / max(total - n_warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 class FineTuningSchedule(Callback):
-    """Freeze and thaw layer groups and set per-group learning rates as training proceeds.
+    """Apply the estimator's :class:`Schedule`: freeze and thaw layer groups at the start of each
+    epoch, set every group's learning rate at each training batch.
 
-    Stage 1 runs from the first epoch to ``unfreeze_at`` (or to the end) at the base rate ``lr``;
-    stage 2 from ``unfreeze_at`` to the end at ``unfreeze_lr``. Each stage has its own warm-up and
-    cosine decay, as in fastai's ``fine_tune``. Everything it changes is logged in the history
-    (``n_trainable``, ``lr``) so a user can see which stage ran when.
+    Everything it changes is logged in the history (``n_trainable``, ``lr``) so a user can see
+    which stage ran when.
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.schedule_ = Schedule.of(net)
         self.steps_per_epoch_ = None
         self.stage_step_ = 0
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
         epoch = len(net.history) - 1
         self.steps_per_epoch_ = math.ceil(len(dataset_train) / _batch_size(net, dataset_train))
-        if epoch == self._stage_start(net, epoch):
+        if epoch == self.schedule_.stage(epoch)[0]:
             self.stage_step_ = 0
-        frozen = frozen_at_epoch(
-            net.network_, epoch, freeze=net.freeze, unfreeze_at=net.unfreeze_at,
-            unfreeze=net.unfreeze, unfreeze_every=net.unfreeze_every,
-        )
-        if frozen != net.frozen_ or epoch == net.unfreeze_at:
+        frozen = self.schedule_.frozen(net.network_, epoch)
+        if frozen != net.frozen_ or epoch == self.schedule_.unfreeze_at:
             net.set_frozen(frozen)
-            wanted = parameter_groups(
-                net.network_, base_lr=self._base_lr(net, epoch),
-                backbone_lr_mult=net.backbone_lr_mult, layer_decay=net.layer_decay,
-            )
-            sync_optimizer(net.optimizer_, wanted)
+            sync_optimizer(net.optimizer_, self.schedule_.parameter_groups(net.network_, epoch))
         net.history.record("n_trainable", net.n_trainable_parameters())
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         if not training:
             return
-        epoch = len(net.history) - 1
-        start = self._stage_start(net, epoch)
-        end = net.unfreeze_at if (net.unfreeze_at or 0) > epoch else net.max_epochs
+        start, end = self.schedule_.stage(len(net.history) - 1)
         total = max(end - start, 1) * self.steps_per_epoch_
-        factor = lr_factor(self.stage_step_, total, kind=net.lr_schedule, warmup=net.warmup)
+        factor = self.schedule_.lr_factor(self.stage_step_, total)
         for group in net.optimizer_.param_groups:
             group["lr"] = group.get("base_lr", group["lr"]) * factor
         self.stage_step_ += 1
@@ -72,18 +126,6 @@ class FineTuningSchedule(Callback):
     def on_epoch_end(self, net, **kwargs):
         groups = net.optimizer_.param_groups
         net.history.record("lr", groups[0]["lr"] if groups else 0.0)
-
-    @staticmethod
-    def _stage_start(net, epoch: int) -> int:
-        if net.unfreeze_at is not None and epoch >= net.unfreeze_at:
-            return net.unfreeze_at
-        return 0
-
-    @staticmethod
-    def _base_lr(net, epoch: int) -> float:
-        if net.unfreeze_at is None or epoch < net.unfreeze_at:
-            return net.lr
-        return net.unfreeze_lr if net.unfreeze_lr is not None else net.lr / 10
 
 
 def _batch_size(net, dataset) -> int:

@@ -19,7 +19,6 @@ The fitted estimator's ``validation_`` says what happened (see :func:`summarize`
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 from skorch.callbacks import EarlyStopping
@@ -51,19 +50,6 @@ class ValidationPlan:
     early_stopping: bool
     patience: int | None
     reason: str
-
-
-def check_validation_parameters(validation_fraction, patience) -> None:
-    """Raise a clear error unless ``validation_fraction`` and ``patience`` are valid."""
-    if validation_fraction not in ("auto", None) and not (
-            isinstance(validation_fraction, numbers.Real) and not isinstance(validation_fraction, bool)
-            and 0 < validation_fraction < 1):
-        raise ValueError(f"validation_fraction={validation_fraction!r}: pass 'auto', a fraction in "
-                         "(0, 1), or None to train on all the data without early stopping.")
-    if patience not in ("auto", None) and not (
-            isinstance(patience, numbers.Integral) and not isinstance(patience, bool) and patience >= 1):
-        raise ValueError(f"patience={patience!r}: pass 'auto', an int >= 1, or None (no early "
-                         "stopping).")
 
 
 def plan_validation(n_samples: int, validation_fraction, patience, max_epochs: int) -> ValidationPlan:

@@ -22,9 +22,10 @@ The depth profile
 -----------------
 :func:`shift_profile` runs the backbone once over both domains, hooks the last module of each
 layer group (``resolve_network``'s groups, input side first), pools each output to one vector per
-sample, and measures each group's vectors as above. Pooling: the mean over spatial positions for
-``(n, channels, height, width)`` maps (Swin's channels-last maps over theirs), over the sequence for
-``(n, tokens, features)`` outputs (text models: over the real tokens only, padding masked out).
+sample (``skadapt.networks._embedding``, as the feature extractor does), and measures each
+group's vectors as above. Pooling: the mean over spatial positions for ``(n, channels, height,
+width)`` maps (Swin's channels-last maps over theirs), over the sequence for ``(n, tokens,
+features)`` outputs (text models: over the real tokens only, padding masked out).
 The advice counts domains as alike below an AUC of 0.6, or of 0.5 plus three standard errors of
 the AUC under no shift when the domains are small (0.67 for 50 samples each), so that noise raises
 no alarm. Where the AUC first rises suggests which groups to fine-tune (Lee et al., ICLR 2023, "Surgical
@@ -53,15 +54,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_array
 from torch.utils.data import DataLoader
 
+from skadapt.finetune._adapters import Inputs, adapt_for
+from skadapt.finetune._datasets import InputDataset
 from skadapt.finetune._device import resolve_device, seeded
-from skadapt.finetune._inputs import (
-    InputDataset,
-    Inputs,
-    adapt_inputs,
-    adapt_texts,
-    make_transform,
-)
-from skadapt.networks import ResolvedNetwork, check_array_input, resolve_network, takes_texts
+from skadapt.finetune._transforms import make_transform
+from skadapt.networks import ResolvedNetwork, check_array_input, resolve_network
+from skadapt.networks._embedding import embed_layers, to_device
 
 PROFILE_COLUMNS = ["group", "auc", "auc_std", "mmd2"]
 _MMD_MAX_SAMPLES = 1000
@@ -370,17 +368,16 @@ def _group_features(X_source, X_target, *, model, weights=None, head=None, image
         raise ValueError(f"batch_size={batch_size!r}: pass an int >= 1.")
     with seeded(random_state):
         network = resolve_network(model, weights, n_outputs=2, head=head)
-    text = takes_texts(model)
     runner = _GroupOutputs(network, resolve_device(device))
-    source, target = (_collect(runner, X, network, text, image_size, mean, std, path_column,
-                               max_length, batch_size) for X in (X_source, X_target))
+    source, target = (_collect(runner, adapt_for(model, X, path_column=path_column), network,
+                               image_size, mean, std, max_length, batch_size)
+                      for X in (X_source, X_target))
     return {name: (source[name], target[name]) for name in source}
 
 
-def _collect(runner, X, network, text, image_size, mean, std, path_column, max_length,
+def _collect(runner, inputs: Inputs, network, image_size, mean, std, max_length,
              batch_size) -> dict[str, np.ndarray | None]:
-    loader, order = _loader(X, network, text, image_size, mean, std, path_column, max_length,
-                            batch_size)
+    loader, order = _loader(inputs, network, image_size, mean, std, max_length, batch_size)
     pooled = runner.collect(loader)
     if order is None:
         return pooled
@@ -388,17 +385,15 @@ def _collect(runner, X, network, text, image_size, mean, std, path_column, max_l
     return {name: None if rows is None else rows[back] for name, rows in pooled.items()}
 
 
-def _loader(X, network: ResolvedNetwork, text: bool, image_size, mean, std, path_column,
-            max_length, batch_size) -> tuple[DataLoader, np.ndarray | None]:
-    """The batches of ``X``, and for texts the order they were sorted in (by length, so that
+def _loader(inputs: Inputs, network: ResolvedNetwork, image_size, mean, std, max_length,
+            batch_size) -> tuple[DataLoader, np.ndarray | None]:
+    """The batches of ``inputs``, and for texts the order they were sorted in (by length, so that
     each batch pads little: several times faster on sentences of mixed length)."""
-    if text:
-        inputs = adapt_texts(X)
+    if inputs.kind == "texts":
         order = np.argsort([len(item) for item in inputs.items], kind="stable")
         inputs = Inputs(kind="texts", items=[inputs.items[i] for i in order])
         return DataLoader(InputDataset(inputs), batch_size=batch_size,
                           collate_fn=network.collate(max_length)), order
-    inputs = adapt_inputs(X, path_column=path_column)
     if inputs.kind == "array":
         check_array_input(network, inputs.items.shape, image_size=image_size)
     transform = make_transform(inputs.kind, train=False, preprocessing=network.preprocessing,
@@ -407,70 +402,25 @@ def _loader(X, network: ResolvedNetwork, text: bool, image_size, mean, std, path
 
 
 class _GroupOutputs:
-    """Runs the network with a forward hook on each group's last module, pooling its output."""
+    """Runs the network once a batch, pooling the output of each group's last module."""
 
     def __init__(self, network: ResolvedNetwork, device: torch.device):
         self.module = network.module.to(device).eval()
         self.device = device
-        self.names = {group.name: group.modules[-1] for group in network.groups if group.modules}
+        self.layers = {group.name: self.module.get_submodule(group.modules[-1])
+                       for group in network.groups if group.modules}
         self.channels_last = network.channels_last
-        self.mask: torch.Tensor | None = None
-        self.batch: dict[str, torch.Tensor] = {}
 
     def collect(self, loader: DataLoader) -> dict[str, np.ndarray | None]:
-        pooled: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
-        hooks = [self.module.get_submodule(module).register_forward_hook(self._hook(name))
-                 for name, module in self.names.items()]
-        try:
-            with torch.inference_mode():
-                for x, _ in loader:
-                    self.batch = {}
-                    self._forward(x)
-                    for name in self.names:
-                        if name in self.batch:  # a module called twice keeps its last output
-                            pooled[name].append(self.batch[name])
-        finally:
-            for hook in hooks:
-                hook.remove()
+        pooled: dict[str, list[torch.Tensor]] = {name: [] for name in self.layers}
+        with torch.inference_mode():
+            for x, _ in loader:
+                batch = embed_layers(self.module, self.layers, to_device(x, self.device),
+                                     channels_last=self.channels_last)
+                for name, rows in batch.items():
+                    pooled[name].append(rows.cpu())
         return {name: torch.cat(parts).double().numpy() if parts else None
                 for name, parts in pooled.items()}
-
-    def _forward(self, x) -> None:
-        if isinstance(x, Mapping):  # tokenized texts
-            batch = {key: value.to(self.device) for key, value in x.items()}
-            self.mask = batch.get("attention_mask")
-            self.module(**batch)
-        else:
-            self.mask = None
-            self.module(x.to(self.device))
-
-    def _hook(self, name: str):
-        def hook(module, inputs, output):
-            self.batch[name] = self._pool(_first_tensor(output)).float().cpu()
-        return hook
-
-    def _pool(self, tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.ndim <= 2:
-            return tensor.reshape(len(tensor), -1)
-        if tensor.ndim == 3:  # (n, tokens, features)
-            if self.mask is not None and self.mask.shape == tensor.shape[:2]:
-                mask = self.mask.unsqueeze(-1).to(tensor.dtype)
-                return (tensor * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return tensor.mean(1)
-        if self.channels_last:  # (n, height, width, channels)
-            return tensor.mean(dim=tuple(range(1, tensor.ndim - 1)))
-        return tensor.mean(dim=tuple(range(2, tensor.ndim)))  # (n, channels, height, width)
-
-
-def _first_tensor(output) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    values = output.values() if isinstance(output, Mapping) else output
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            return value
-    raise TypeError(f"a layer group returned a {type(output).__name__} holding no tensor: "
-                    "shift_profile cannot pool it.")
 
 
 def _profile_frame(features: dict[str, tuple], cv, random_state) -> pd.DataFrame:

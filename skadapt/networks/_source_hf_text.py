@@ -38,11 +38,9 @@ import torch
 from torch import nn
 
 from skadapt.networks._base import LayerGroup, ResolvedNetwork, Source, groups_before_and_in_layers
+from skadapt.networks._embedding import pool
 from skadapt.networks._tokenize import TextCollate
 
-POOLINGS = ("mean", "cls")
-ADAPTERS = (None, "lora")
-EMPTY_TEXT = ("raise", "allow")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _INSTALL_HINT = "pip install skadapt[text]"
 _TEXT_OPTIONS = ("pooling", "adapter", "lora_r", "lora_alpha")
@@ -103,11 +101,7 @@ class TextEncoderNetwork(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
                                **inputs).last_hidden_state
-        if self.pooling == "cls":
-            return self.head(hidden[:, 0])
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return self.head(pooled)
+        return self.head(pool(hidden, self.pooling, mask=attention_mask))
 
 
 @dataclass
@@ -135,28 +129,6 @@ class TextNetwork(ResolvedNetwork):
             raise ValueError(f"max_length={max_length} is longer than the {self.max_positions} "
                              f"tokens the model takes: pass max_length <= {self.max_positions}.")
         return TextCollate(self.tokenizer, max_length)
-
-
-def validate_text_parameters(*, text: bool, max_length, pooling, adapter, lora_r, lora_alpha,
-                             empty_text) -> None:
-    """Raise a clear ``ValueError`` for a bad text parameter of the fine-tuning estimators."""
-    if not (_is_int(max_length) and max_length >= 2):
-        raise ValueError(f"max_length={max_length!r} must be an int >= 2 (tokens per text, the "
-                         "special tokens included).")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling={pooling!r}: pass one of {POOLINGS}.")
-    if adapter not in ADAPTERS:
-        raise ValueError(f"adapter={adapter!r}: pass None (fine-tune the weights) or 'lora'.")
-    if adapter is not None and not text:
-        raise ValueError(f"adapter={adapter!r} applies to Hugging Face text models (an 'org/name' "
-                         "id or a local directory): pass adapter=None for this model.")
-    if not (_is_int(lora_r) and lora_r >= 1):
-        raise ValueError(f"lora_r={lora_r!r} must be an int >= 1 (the rank of the adapters).")
-    if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, numbers.Real) or lora_alpha <= 0:
-        raise ValueError(f"lora_alpha={lora_alpha!r} must be a positive number.")
-    if empty_text not in EMPTY_TEXT:
-        raise ValueError(f"empty_text={empty_text!r}: pass 'raise' or 'allow' (treat missing and "
-                         "empty texts as empty strings).")
 
 
 def resolve_text_network(model: str | os.PathLike, n_outputs: int = 2, *, weights=None,

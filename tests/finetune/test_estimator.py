@@ -201,16 +201,40 @@ def test_image_files_with_a_bad_file_skipped_in_fit_and_refused_in_predict(tmp_p
 
 
 def test_early_stopping_restores_the_best_epoch_on_a_large_enough_split():
+    from skorch.callbacks import Callback
+
+    class WeightsAtEpochEnd(Callback):
+        """The module's state dict at the end of each epoch (1-based), taken after the epoch's last
+        training step: validation changes no weight, and the epoch that stops the fit never reaches
+        the callbacks' on_epoch_end that follow skorch's EarlyStopping (it raises)."""
+
+        def initialize(self):
+            self.states_ = {}
+            return self
+
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training:
+                self.states_[len(net.history)] = {
+                    key: value.detach().clone() for key, value in net.module_.state_dict().items()}
+
     X, y = color_task(n=400, size=8)
+    weights = WeightsAtEpochEnd()
     clf = PretrainedFineTuner(TinyCNN, freeze="none", patience=2, max_epochs=30, lr=0.5,
-                              validation_fraction=0.25, batch_size=64, random_state=0).fit(X, y)
+                              validation_fraction=0.25, batch_size=64, random_state=0,
+                              callbacks=[("weights", weights)]).fit(X, y)
     losses = clf.history[:, "valid_loss"]
     assert len(losses) < 30  # stopped early
     best = int(np.argmin(losses))
-    assert len(losses) - 1 - best == 2
+    assert len(losses) - 1 - best == 2  # the best epoch is not the last
     assert clf.validation_ == {
         "n_validation": 100, "early_stopping": True, "patience": 2, "epochs_run": len(losses),
         "best_epoch": best + 1, "restored_best": True, "policy": clf.validation_plan_.reason}
+    # the fitted weights are exactly the best epoch's, and not the last epoch's
+    assert sorted(weights.states_) == list(range(1, len(losses) + 1))
+    final = clf.module_.state_dict()
+    best_state, last_state = weights.states_[best + 1], weights.states_[len(losses)]
+    assert all(torch.equal(final[key], best_state[key]) for key in final)
+    assert not all(torch.equal(final[key], last_state[key]) for key in final)
 
 
 @pytest.mark.parametrize("fraction", ["auto", 0.1])

@@ -1,32 +1,28 @@
-"""PretrainedFeatureExtractor and the fine-tuner's cached frozen-backbone path."""
+"""PretrainedFeatureExtractor: embeddings of images, arrays and rows, cached."""
 
 import pickle
-import re
+import warnings
 
 import numpy as np
 import pandas as pd
 import PIL.Image
 import pytest
 import torch
-import torch.nn.functional as F
 from sklearn.base import clone
 from sklearn.datasets import load_files
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from benchmarks.cifar_resnet import SHARED, CifarResNet, checkpoint_path
-from skadapt.finetune._cache import EmbeddingCache, shared_cache
-from skadapt.finetune._extractor import (
-    PretrainedFeatureExtractor,
-    cache_applicable,
-    cached_backbone_features,
-    head_only_module,
-    why_cache_not_applicable,
-)
-from skadapt.finetune._inputs import adapt_inputs, make_transform
+from skadapt.finetune._adapters import adapt_inputs
+from skadapt.finetune._cached_features import cached_backbone_features
+from skadapt.finetune._embedding_cache import shared_cache
+from skadapt.finetune._extractor import PretrainedFeatureExtractor
+from skadapt.finetune._transforms import make_transform
 from skadapt.networks import resolve_network
 from tests.finetune.conftest import TinyCNN, color_task
 
@@ -112,7 +108,7 @@ def test_a_layer_group_gives_its_pooled_output(tiny_checkpoint, images):
     reference = _reference(tiny_checkpoint)
     with torch.no_grad():
         stage2 = reference.stage2(reference.stage1(reference.stem(torch.as_tensor(X))))
-    for pooling, expected in (("avg", stage2.mean((2, 3))), ("max", stage2.amax((2, 3)))):
+    for pooling, expected in (("mean", stage2.mean((2, 3))), ("max", stage2.amax((2, 3)))):
         embedder = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, layer="stage2",
                                               pooling=pooling).fit(X)
         np.testing.assert_allclose(embedder.transform(X), expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -138,6 +134,13 @@ def test_tabular_rows_through_a_users_mlp():
     with pytest.raises(ValueError, match="X has 4 features, but PretrainedFeatureExtractor is "
                                          "expecting 5"):
         embedder.transform(X[:, :4])
+
+
+def _small_vit():
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                             mlp_dim=32)
 
 
 # --------------------------------------------------------------------------- caching
@@ -174,7 +177,7 @@ def test_no_cache_means_no_lookups_and_the_same_embeddings(tiny_checkpoint, imag
     X, _ = images
     cached = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint).fit_transform(X)
     cache.reset_stats()
-    plain = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, cache=False)
+    plain = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, feature_cache=False)
     np.testing.assert_allclose(plain.fit_transform(X), cached, rtol=1e-6, atol=1e-7)
     assert cache.stats.hits == cache.stats.misses == 0
 
@@ -214,7 +217,7 @@ def test_an_edited_image_file_is_embedded_again(tiny_checkpoint, images, tmp_pat
     assert cache.stats.misses == 1 and cache.stats.hits == 3
     np.testing.assert_array_equal(after[[0, 1, 3]], before[[0, 1, 3]])
     fresh = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, image_size=16,
-                                       cache=False).fit_transform(paths)
+                                       feature_cache=False).fit_transform(paths)
     np.testing.assert_allclose(after, fresh, rtol=1e-6, atol=1e-7)
 
 
@@ -252,19 +255,105 @@ def test_cross_validation_of_a_probe_with_pandas_output(tiny_checkpoint, images)
     assert cross_val_score(probe, X, y, cv=3).mean() > 0.8
 
 
+def _constraint(name, got):
+    return rf"The '{name}' parameter of PretrainedFeatureExtractor must be .* Got {got} instead"
+
+
 @pytest.mark.parametrize("params, error, match", [
-    (dict(pooling="mean"), ValueError, "pooling='mean'"),
-    (dict(batch_size=0), ValueError, "batch_size=0"),
-    (dict(num_workers=-1), ValueError, "num_workers=-1"),
-    (dict(cache="yes"), TypeError, "cache='yes'"),
-    (dict(cache=False, cache_dir="somewhere"), ValueError, "cache_dir is set but cache=False"),
-    (dict(layer=3), TypeError, "layer=3"),
+    (dict(pooling="median"), InvalidParameterError, r"The 'pooling' parameter of "
+     r"PretrainedFeatureExtractor must be a str among .*'avg' \(deprecated\).* Got 'median'"),
+    (dict(batch_size=0), InvalidParameterError, _constraint("batch_size", 0)),
+    (dict(batch_size=True), InvalidParameterError, _constraint("batch_size", True)),
+    (dict(num_workers=-1), InvalidParameterError, _constraint("num_workers", -1)),
+    (dict(image_size=1.5), InvalidParameterError, _constraint("image_size", 1.5)),
+    (dict(empty_text="skip"), InvalidParameterError, _constraint("empty_text", "'skip'")),
+    (dict(feature_cache="yes"), InvalidParameterError, _constraint("feature_cache", "'yes'")),
+    (dict(feature_cache=True), InvalidParameterError, _constraint("feature_cache", True)),
+    (dict(cache="yes"), InvalidParameterError, _constraint("cache", "'yes'")),
+    (dict(progress=1), InvalidParameterError, _constraint("progress", 1)),
+    (dict(layer=3), InvalidParameterError, _constraint("layer", 3)),
+    (dict(feature_cache=False, cache_dir="somewhere"), InvalidParameterError,
+     "cache_dir is set but feature_cache=False"),
     (dict(device="gpu0"), ValueError, "device='gpu0'"),
 ])
 def test_bad_parameters_fail_in_fit_with_a_clear_message(images, params, error, match):
     X, _ = images
     with pytest.raises(error, match=match):
         PretrainedFeatureExtractor(TinyCNN, **params).fit(X)
+    if error is InvalidParameterError:  # what tests of the former checks caught still catches it
+        assert issubclass(error, ValueError) and issubclass(error, TypeError)
+
+
+def test_a_deprecated_cache_false_with_cache_dir_names_cache():
+    X, _ = color_task(n=4)
+    with pytest.warns(FutureWarning), \
+            pytest.raises(InvalidParameterError, match="cache_dir is set but cache=False"):
+        PretrainedFeatureExtractor(TinyCNN, cache=False, cache_dir="somewhere").fit(X)
+
+
+def test_avg_and_cache_still_work_with_a_future_warning(tiny_checkpoint, images, cache):
+    X, _ = images
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new spellings warn about nothing
+        mean = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, layer="stage2",
+                                          pooling="mean").fit_transform(X)
+    cache.reset_stats()
+    avg = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, layer="stage2",
+                                     pooling="avg")
+    with pytest.warns(FutureWarning, match="pooling='avg' is deprecated.*pass pooling='mean'"):
+        avg.fit(X)
+    np.testing.assert_array_equal(avg.transform(X), mean)
+    assert cache.stats.misses == 0, "'avg' and 'mean' are one cache entry"
+    assert avg.pooling == "avg" and clone(avg).get_params()["pooling"] == "avg"
+
+    cache.reset_stats()
+    cached = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, layer="stage2",
+                                        cache=True)
+    with pytest.warns(FutureWarning, match=r"cache=True is deprecated.*feature_cache='auto'"):
+        cached.fit(X)
+    np.testing.assert_array_equal(cached.transform(X), mean)
+    assert cache.stats.hits == len(X) + 1 and cache.stats.misses == 0
+    assert clone(cached).get_params()["cache"] is True
+
+    cache.reset_stats()
+    uncached = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, layer="stage2",
+                                          cache=False)  # wins over feature_cache="auto"
+    with pytest.warns(FutureWarning, match="cache=False is deprecated.*feature_cache=False"):
+        uncached.fit(X)
+    np.testing.assert_allclose(uncached.transform(X), mean, rtol=1e-6, atol=1e-7)  # batching
+    assert cache.stats.hits == cache.stats.misses == 0
+
+
+def test_cls_pooling_refuses_images_and_takes_a_transformers_first_token():
+    X = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    for layer in (None, "layer2"):  # (n, d) features, (n, c, h, w) maps
+        with pytest.raises(ValueError, match="pooling='cls' takes the first token of a token "
+                                             "sequence"):
+            PretrainedFeatureExtractor("resnet18", layer=layer, pooling="cls").fit(X)
+    torch.manual_seed(0)
+    vit = _small_vit()
+    embedder = PretrainedFeatureExtractor(vit, layer="encoder.layers.encoder_layer_1",
+                                          pooling="cls").fit(X)
+    with torch.no_grad():
+        tokens = vit.encoder.layers(vit.encoder.dropout(
+            torch.cat([vit.class_token.expand(3, -1, -1), vit._process_input(torch.as_tensor(X))],
+                      dim=1) + vit.encoder.pos_embedding))
+    np.testing.assert_allclose(embedder.transform(X), tokens[:, 0].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_maps_are_pooled_over_their_spatial_dimensions():
+    from torchvision.models import SwinTransformer
+
+    torch.manual_seed(0)
+    swin = SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 1],
+                           window_size=[2, 2], num_classes=3).eval()
+    X = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    embedder = PretrainedFeatureExtractor(swin, layer="features.1").fit(X)
+    with torch.no_grad():
+        maps = swin.features[1](swin.features[0](torch.as_tensor(X)))  # (n, h, w, c)
+    assert maps.shape == (2, 8, 8, 8)
+    np.testing.assert_allclose(embedder.transform(X), maps.mean((1, 2)).numpy(), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_images_of_unknown_size_are_a_clear_error(tmp_path, images):
@@ -295,173 +384,16 @@ def test_progress_bar_on_request(tiny_checkpoint, images, capsys):
 
 
 # --------------------------------------------------------------------------- fine-tuner's path
-def _network(checkpoint, n_outputs=2):
-    return resolve_network(TinyCNN, checkpoint, n_outputs=n_outputs)
-
-
-def test_head_of_cached_features_is_the_network_output(tiny_checkpoint, images):
-    X, _ = images
-    network = _network(tiny_checkpoint)
-    features = cached_backbone_features(network, adapt_inputs(X), None, cache=None,
-                                        batch_size=16, num_workers=0, device="cpu")
-    assert features.shape == (len(X), 16) and features.dtype == torch.float32
-    network.module.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(head_only_module(network)(features),
-                                   network.module(torch.as_tensor(X)), rtol=1e-5, atol=1e-5)
-    assert head_only_module(network) is network.module.fc
-
-
-def test_a_dropout_feeding_the_head_is_part_of_the_head_module():
-    network = resolve_network("mobilenet_v3_small", n_outputs=3)
-    X = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
-    features = cached_backbone_features(network, adapt_inputs(X), None, cache=None,
-                                        batch_size=4, num_workers=0, device="cpu")
-    head = head_only_module(network)
-    assert isinstance(head[0], nn.Dropout) and not head[0].inplace
-    assert head[1] is network.module.classifier[3]
-    network.module.eval()
-    head.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(head(features), network.module(torch.as_tensor(X)),
-                                   rtol=1e-4, atol=1e-5)
-    kept = features.clone()
-    head.train()
-    head(features)
-    torch.testing.assert_close(features, kept, rtol=0, atol=0)
-
-
-def test_new_heads_reuse_the_features_and_new_preprocessing_does_not(tiny_checkpoint, images):
-    X, _ = images
-    cache = EmbeddingCache()
-    inputs = adapt_inputs(X)
-    run = dict(cache=cache, batch_size=32, num_workers=0, device="cpu")
-    first = cached_backbone_features(_network(tiny_checkpoint), inputs, None, **run)
-    second = cached_backbone_features(_network(tiny_checkpoint, n_outputs=5), inputs, None, **run)
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
-    assert (cache.stats.misses, cache.stats.hits) == (len(X), len(X))
-    normalize = make_transform("array", train=False, mean=(0.5, 0.5, 0.5), std=(2.0, 2.0, 2.0))
-    cached_backbone_features(_network(tiny_checkpoint), inputs, normalize, **run)
-    assert cache.stats.misses == 2 * len(X)
-
-
-def test_training_flags_are_restored(tiny_checkpoint, images):
-    X, _ = images
-    network = _network(tiny_checkpoint)
-    network.module.train()
-    network.module.stage1[1].eval()  # as the fine-tuner keeps frozen BatchNorm layers
-    flags = [m.training for m in network.module.modules()]
-    cached_backbone_features(network, adapt_inputs(X[:4]), None, cache=None, batch_size=4,
-                             num_workers=0, device="cpu")
-    assert [m.training for m in network.module.modules()] == flags
-
-
 def test_files_go_through_the_transform(tiny_checkpoint, images, tmp_path):
     X, _ = images
     paths = _save_images(tmp_path, X[:5])
     transform = make_transform("files", train=False, image_size=16)
-    features = cached_backbone_features(_network(tiny_checkpoint), adapt_inputs(paths), transform,
-                                        cache=None, batch_size=2, num_workers=0, device="cpu")
+    network = resolve_network(TinyCNN, tiny_checkpoint, n_outputs=2)
+    features = cached_backbone_features(network, adapt_inputs(paths), transform, cache=None,
+                                        batch_size=2, num_workers=0, device="cpu")
     embedder = PretrainedFeatureExtractor(TinyCNN, weights=tiny_checkpoint, image_size=16)
     np.testing.assert_allclose(features.numpy(), embedder.fit_transform(paths), rtol=1e-5,
                                atol=1e-6)
-
-
-class _AfterHead(nn.Module):
-    """Scales its head's output: the head is not the network's last operation."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(4, 6)
-        self.fc = nn.Linear(6, 2)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.body(x))) * 2
-
-
-class _FunctionalDropout(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(4, 32)
-        self.fc = nn.Linear(32, 2)
-
-    def forward(self, x):
-        return self.fc(F.dropout(torch.relu(self.body(x)), 0.5, self.training))
-
-
-class _CountsInTraining(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(4, 6)
-        self.fc = nn.Linear(6, 2)
-        self.register_buffer("calls", torch.zeros(()))
-
-    def forward(self, x):
-        if self.training:
-            self.calls += 1
-        return self.fc(self.body(x))
-
-
-def _resolved(module):
-    return resolve_network(module, n_outputs=2)
-
-
-def test_cache_applies_to_last_linear_heads_on_deterministic_backbones(tiny_checkpoint):
-    assert cache_applicable(_network(tiny_checkpoint))
-    assert cache_applicable(_network(tiny_checkpoint), example_input=torch.randn(2, 3, 16, 16))
-    assert cache_applicable(resolve_network(nn.Sequential(nn.Linear(4, 8), nn.ReLU(),
-                                                          nn.Dropout(0.3), nn.Linear(8, 3))))
-
-
-@pytest.mark.parametrize("module, match", [
-    (nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 3)),
-     r"layers \['1'\] are random in training mode"),
-    (nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8, track_running_stats=False), nn.Linear(8, 3)),
-     "no running statistics"),
-])
-def test_cache_does_not_apply_to_random_or_batch_dependent_backbones(module, match):
-    reason = why_cache_not_applicable(_resolved(module))
-    assert reason is not None and re.search(match, reason), reason
-    assert not cache_applicable(_resolved(module))
-
-
-def _small_vit():
-    from torchvision.models import VisionTransformer
-
-    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
-                             mlp_dim=32, dropout=0.2, attention_dropout=0.2)
-
-
-@pytest.mark.parametrize("model, size", [("efficientnet_b0", 224), (_small_vit, 32)])
-def test_frozen_backbones_with_dropout_and_stochastic_depth_are_cacheable(model, size):
-    """Their stochastic depth and dropout are off while frozen (frozen means inference mode), so
-    training-time features are the inference-time ones: checked by running the network."""
-    torch.manual_seed(0)
-    network = resolve_network(model if isinstance(model, str) else model(), n_outputs=2)
-    assert why_cache_not_applicable(network, example_input=torch.randn(2, 3, size, size)) is None
-
-
-def test_squeezenets_conv_head_is_not_cacheable():
-    reason = why_cache_not_applicable(resolve_network("squeezenet1_1", n_outputs=2))
-    assert "Conv2d" in reason
-
-
-@pytest.mark.parametrize("module, match", [
-    (_AfterHead(), "not its head's"),
-    (_FunctionalDropout(), "computes differently in training mode"),
-])
-def test_running_an_example_finds_what_the_structure_hides(module, match):
-    network = _resolved(module)
-    assert cache_applicable(network), "the structure alone looks fine"
-    reason = why_cache_not_applicable(network, example_input=lambda: torch.randn(8, 4))
-    assert reason is not None and match in reason
-
-
-def test_the_example_run_leaves_buffers_and_flags_as_they_were():
-    network = _resolved(_CountsInTraining())
-    network.module.train()
-    assert cache_applicable(network, example_input=torch.randn(3, 4))
-    assert float(network.module.calls) == 0 and network.module.training
 
 
 # --------------------------------------------------------------------------- real data

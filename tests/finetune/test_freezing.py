@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from skorch.callbacks import Callback
 
 from skadapt import PretrainedFineTuner
 from skadapt.finetune._freezing import frozen_at_epoch, groups_to_unfreeze
@@ -39,11 +40,34 @@ def test_layer_groups_of_a_user_module(tiny_checkpoint):
     assert list(table["trainable"]) == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
+class StateAtTrainBegin(Callback):
+    """A copy of the module's state dict when training starts (the new head as initialized)."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.state_ = {key: value.clone() for key, value in net.module_.state_dict().items()}
+
+
 def test_backbone_frozen_bit_for_bit_including_batchnorm_statistics(tiny_checkpoint, images):
-    clf = _fit(tiny_checkpoint, images, freeze="backbone")
-    assert _changed_groups(clf, tiny_checkpoint) == set()
-    head = clf.module_.fc.weight.detach()
-    assert head.shape == (2, 16)
+    """A frozen backbone trained through keeps every weight and BatchNorm statistic, bit for bit.
+
+    ``feature_cache=False`` runs the backbone in every training batch, under ``train()``: its
+    BatchNorm layers would update their running statistics (and count the batches) unless the
+    frozen parts stay in inference mode on every batch. Only the head trains."""
+    start = StateAtTrainBegin()
+    clf = _fit(tiny_checkpoint, images, freeze="backbone", feature_cache=False,
+               callbacks=[("start", start)])
+    assert clf.training_path_.startswith("full network")
+    before = torch.load(tiny_checkpoint, weights_only=True)
+    after = clf.module_.state_dict()
+    backbone = [key for key in before if not key.startswith("fc.")]
+    statistics = [key for key in backbone
+                  if key.rsplit(".", 1)[1] in ("running_mean", "running_var", "num_batches_tracked")]
+    assert len(statistics) == 3 * 4  # the four BatchNorm layers' statistics are among those compared
+    assert [key for key in backbone if not torch.equal(before[key], after[key])] == []
+    assert [key for key in backbone if not torch.equal(start.state_[key], after[key])] == []
+    assert after["fc.weight"].shape == (2, 16)
+    assert not torch.equal(start.state_["fc.weight"], after["fc.weight"])  # the head did train
+    assert not torch.equal(start.state_["fc.bias"], after["fc.bias"])
     optimized = {id(p) for g in clf.optimizer_.param_groups for p in g["params"]}
     assert optimized == {id(p) for p in clf.module_.fc.parameters()}
     assert all(p.grad is None for n, p in clf.module_.named_parameters() if not n.startswith("fc"))
@@ -125,11 +149,12 @@ def test_unfreeze_all_also_thaws_pattern_frozen_parameters(tiny_checkpoint):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(freeze="head"), "freeze='head' is not understood"),
-    (dict(freeze=-1), "must be >= 0"),
-    (dict(unfreeze="some"), "unfreeze='some'"),
+    (dict(freeze="head"), r"'freeze' parameter .* must be a str among .*'none'.* Got 'head'"),
+    (dict(freeze=-1), r"'freeze' parameter .* an int in the range \[0, inf\).* Got -1"),
+    (dict(freeze=True), r"'freeze' parameter .* Got True"),
+    (dict(unfreeze="some"), r"'unfreeze' parameter .* Got 'some'"),
     (dict(unfreeze_every=2), "unfreeze_every needs unfreeze_at"),
-    (dict(layer_decay=0), "layer_decay=0 must be a positive number"),
+    (dict(layer_decay=0), r"'layer_decay' parameter .* range \(0.0, inf\).* Got 0"),
 ])
 def test_bad_schedule_parameters_get_clear_errors(bad, message, tiny_checkpoint, images):
     with pytest.raises(ValueError, match=message):

@@ -6,8 +6,9 @@ same every fit), a network without random weights before its head, so its embedd
 every fit, as the checks require.
 """
 
+import pytest
 import torch
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 from torch import nn
 
 from skadapt import PretrainedFeatureExtractor, PretrainedFineTuner, PretrainedFineTunerRegressor
@@ -46,6 +47,17 @@ SETTINGS = dict(freeze="none", max_epochs=20, lr=1e-2, random_state=0)
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("estimator", [PretrainedFineTuner(LazyMLP, **SETTINGS),
+                                       PretrainedFineTunerRegressor(LazyMLP, **SETTINGS),
+                                       PretrainedFeatureExtractor(LazyMLP)],
+                         ids=lambda estimator: type(estimator).__name__)
+def test_every_parameter_is_declared_and_validated_when_fit_starts(estimator):
+    """sklearn's own check (run by its test suite, not by parametrize_with_checks): every
+    parameter has a constraint, and a value of a wrong type or outside its range raises
+    InvalidParameterError naming the parameter, before any data is read."""
+    check_param_validation(type(estimator).__name__, estimator)
 
 
 class RowSummary(nn.Module):

@@ -194,6 +194,20 @@ def test_the_profile_is_the_same_whatever_the_batch_size(tiny_cnn):
     assert one["stem"][0].shape == (12, 8)  # stem has 8 channels: one mean per channel
 
 
+def test_channels_last_maps_are_pooled_per_channel():
+    from torchvision.models import SwinTransformer
+
+    torch.manual_seed(0)
+    swin = SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 1],
+                           window_size=[2, 2], num_classes=3).eval()
+    X = np.random.default_rng(0).normal(size=(6, 3, 16, 16)).astype(np.float32)
+    features = _group_features(X[:3], X[3:], model=swin, batch_size=4)
+    with torch.no_grad():
+        maps = swin.features[:3](torch.as_tensor(X[:3]))  # (n, h, w, c): (3, 2, 2, 16)
+    np.testing.assert_allclose(features["features.2"][0], maps.mean((1, 2)).numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_small_domains_need_a_larger_auc_to_raise_an_alarm():
     rng = np.random.default_rng(4)
     small = domain_shift(rng.normal(size=(15, 2)), rng.normal(0.3, 1, size=(15, 2)), cv=3,

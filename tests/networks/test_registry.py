@@ -1,7 +1,6 @@
 """The network registry: which source each kind of model goes to, and what every source answers."""
 
 import pytest
-import torch
 from torch import nn
 
 from skadapt.networks import (
@@ -52,26 +51,3 @@ def test_channels_last_backbones_are_marked():
     assert resolve_network("swin_t").channels_last
     assert not resolve_network("resnet18").channels_last
     assert not resolve_network(nn.Sequential(nn.Linear(2, 2))).channels_last
-
-
-def test_the_old_import_path_still_resolves():
-    from skadapt.finetune._backbones import resolve_network as old
-
-    assert old is resolve_network
-    assert old(TinyCNN, n_outputs=2).module(torch.zeros(1, 3, 8, 8)).shape == (1, 2)
-
-
-def test_the_old_module_paths_that_pickles_name_still_hold_the_classes():
-    # models pickled before the registry name these modules as the classes' homes
-    import pickle
-
-    from skadapt.networks import LayerGroup
-    from skadapt.networks._source_hf_text import TextEncoderNetwork, TextNetwork
-    from skadapt.networks._tokenize import TextCollate
-
-    for module, cls in [("skadapt.text._encoder", TextNetwork),
-                        ("skadapt.text._encoder", TextEncoderNetwork),
-                        ("skadapt.text._tokenize", TextCollate),
-                        ("skadapt.finetune._backbones", LayerGroup)]:
-        old = f"c{module}\n{cls.__name__}\n.".encode()  # protocol 0: a global reference
-        assert pickle.loads(old) is cls

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from skadapt import PretrainedFineTuner, PretrainedFineTunerRegressor
-from skadapt.finetune._inputs import adapt_texts
+from skadapt.finetune._adapters import adapt_texts
 from skadapt.networks import resolve_network
 from skadapt.text import TextCollate, TextNetwork, is_text_model, resolve_text_network
 from tests.text.conftest import sentiment_task
@@ -224,13 +224,13 @@ def test_texts_of_the_wrong_shape_or_type_are_refused(tiny_bert, X, error, match
 
 
 @pytest.mark.parametrize("params, match", [
-    (dict(pooling="max"), "pooling='max'"),
-    (dict(adapter="ia3"), "adapter='ia3'"),
-    (dict(lora_r=0), "lora_r=0"),
-    (dict(lora_alpha=-1), "lora_alpha=-1"),
-    (dict(max_length=1), "max_length=1"),
+    (dict(pooling="max"), r"'pooling' parameter .* str among .*'mean'.* Got 'max'"),
+    (dict(adapter="ia3"), r"'adapter' parameter .* Got 'ia3'"),
+    (dict(lora_r=0), r"'lora_r' parameter .* Got 0"),
+    (dict(lora_alpha=-1), r"'lora_alpha' parameter .* Got -1"),
+    (dict(max_length=1), r"'max_length' parameter .* range \[2, inf\).* Got 1"),
     (dict(max_length=1000), "longer than the 128 tokens"),
-    (dict(empty_text="skip"), "empty_text='skip'"),
+    (dict(empty_text="skip"), r"'empty_text' parameter .* Got 'skip'"),
     (dict(weights="DEFAULT"), "weights='DEFAULT'.*save_pretrained"),
 ])
 def test_bad_text_parameters_are_refused_with_the_fix(tiny_bert, texts, params, match):

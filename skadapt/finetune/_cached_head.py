@@ -1,0 +1,128 @@
+"""The fine-tuner's frozen-backbone path: the head fitted alone on cached backbone features.
+
+When the backbone stays frozen for the whole fit and the preprocessing is deterministic, training
+the whole network equals training its head on the backbone's outputs, computed once per sample
+(and cached across epochs, folds and grid points). The head is then either solved as the convex
+problem it is (``_probe``) or trained by skorch's loop on the features (``head_solver``).
+``predict`` on such an estimator reuses the cache too: its backbone is the pretrained one.
+
+A mixin of the fine-tuning estimators (``_estimator._PretrainedNet``): it works on the estimator's
+own state (``module_``, ``network_``, ``criterion_``, ``history``).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from functools import partial
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+
+from skadapt.finetune._adapters import Inputs
+from skadapt.finetune._cacheability import head_only_module, why_cache_not_applicable
+from skadapt.finetune._cached_features import cached_backbone_features
+from skadapt.finetune._embedding_cache import shared_cache
+from skadapt.finetune._validation import ValidationPlan, summarize
+from skadapt.finetune._weights import weighted_loss
+
+__all__ = ["CachedHeadMixin"]
+
+
+class CachedHeadMixin:
+    """Fit and predict through cached backbone features when that is the same computation."""
+
+    def _why_not_cached(self, inputs: Inputs) -> str | None:
+        """Why the frozen backbone's features cannot be computed once for this fit, or None."""
+        if self.feature_cache is False:
+            return "feature_cache=False"
+        if self.freeze != "backbone" or self.unfreeze_at is not None or self.train_bn:
+            return "the backbone trains during the fit"
+        if self.adapter is not None:
+            return "adapters train inside the backbone"
+        if inputs.kind in ("array", "files", "pil") and (
+                self.augment is True or callable(self.augment)
+                or (self.augment == "auto" and inputs.kind != "array")):
+            return "train-time augmentation is on"
+        return why_cache_not_applicable(self.network_, partial(self._example_batch, inputs))
+
+    def _resolve_head_solver(self, reason: str | None) -> str:
+        """``"convex"`` or ``"gradient"``: how the head is fitted (see ``head_solver``)."""
+        if self.head_solver == "gradient":
+            return "gradient"
+        why_not = reason or ("a custom criterion" if self.criterion is not None else None)
+        if why_not is None:
+            return "convex"
+        if self.head_solver == "convex":
+            raise ValueError(f"head_solver='convex' solves a linear head on cached features of a "
+                             f"frozen backbone, which this fit cannot use: {why_not}. Pass "
+                             "head_solver='auto' or 'gradient'.")
+        return "gradient"
+
+    def _fit_head_on_cached_features(self, inputs: Inputs, y, weights, **fit_params) -> None:
+        """Run the frozen backbone once per sample (cached across fits), then fit the head alone:
+        solved as the convex problem it is, or trained by the optimizer (``head_solver_``).
+
+        The head module is shared with ``module_``, so the full network predicts with what it learned.
+        """
+        features = self._cached_features(inputs)
+        if self.head_solver_ == "gradient":
+            with self._head_only():
+                self._train(features, y, weights, **fit_params)
+            return
+        self._solve_head_on(features, y, weights)
+
+    def _solve_head_on(self, features: Inputs, y, weights) -> None:
+        """The convex head: solved exactly on every sample; one history row with its loss."""
+        head = self.module_.get_submodule(self.network_.head[-1])
+        start = time.perf_counter()
+        self.head_solution_ = self._solve_head(head, features.items, y, weights, self.head_C)
+        self.initialize_history()
+        self.history.new_epoch()
+        self.history.record("epoch", 1)
+        self.history.record("train_loss", self._loss_of(features, y, weights))
+        self.history.record("dur", time.perf_counter() - start)
+        self.validation_plan_ = ValidationPlan(
+            None, 0, False, None, "convex head: solved on every sample, no epochs to pick")
+        self.validation_ = summarize(self.validation_plan_, self.history)
+
+    def _loss_of(self, features: Inputs, y, weights) -> float:
+        """The (weighted) training loss of the network's head on cached features."""
+        with torch.no_grad(), self._head_only():
+            self._set_training(False)
+            out = self.infer(torch.from_numpy(features.items))
+            target = torch.as_tensor(y)
+            if weights is None:
+                return float(self.get_loss(out, target))
+            return float(weighted_loss(self.criterion_, out, target, torch.from_numpy(weights)))
+
+    def _cached_features(self, inputs: Inputs) -> Inputs:
+        """The backbone's output (the head's input) for every sample, from the feature cache."""
+        # fork the RNG: batches are then shuffled exactly as on the uncached path
+        texts = inputs.kind == "texts"
+        with torch.random.fork_rng(devices=[]):
+            features = cached_backbone_features(
+                self.network_, inputs, self._transform(inputs.kind, train=False),
+                cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
+                num_workers=self.num_workers, device=self.device_,
+                collate=self.network_.collate(self.max_length) if texts else None,
+                options=f"max_length={self.max_length},pooling={self.pooling}" if texts else "")
+        return Inputs(kind="features", items=features.numpy())
+
+    def _predict_from_cached_features(self, inputs: Inputs) -> np.ndarray:
+        """``predict_proba``'s outputs through the cache: the backbone is the frozen pretrained
+        one, so the features of ``inputs`` may be cached already."""
+        features = self._cached_features(inputs)
+        with self._head_only():
+            return NeuralNet.predict_proba(self, features)
+
+    @contextmanager
+    def _head_only(self):
+        """Let skorch see only the head (it shares its parameters with the full network)."""
+        network = self.module_
+        self.module_ = head_only_module(self.network_)
+        try:
+            yield
+        finally:
+            self.module_ = network
