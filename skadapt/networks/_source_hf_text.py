@@ -167,13 +167,7 @@ def resolve_text_network(model: str | os.PathLike, n_outputs: int = 2, *, weight
     >>> [group.name for group in network.groups][:2], network.head
     (['backbone.embeddings', 'backbone.encoder.layer.0'], ('head',))
     """
-    if weights is not None:
-        raise ValueError(f"weights={weights!r}: a Hugging Face model's weights are in its "
-                         "directory; pass weights=None (save a fine-tuned encoder with "
-                         "save_pretrained and pass that directory as model).")
-    if head is not None:
-        raise ValueError(f"head={head!r}: a text model always gets a new nn.Linear head named "
-                         "'head'; pass head=None.")
+    refuse_weights_and_head(weights, head, "a text model")
     backbone, tokenizer = _load(model)
     if adapter == "lora":
         backbone = _add_lora(backbone, lora_r, lora_alpha)
@@ -194,6 +188,18 @@ SOURCE = Source(name="huggingface-text", priority=20, claims=looks_like_hub_mode
 
 
 # --------------------------------------------------------------------------- loading
+def refuse_weights_and_head(weights, head, what: str) -> None:
+    """A Hugging Face model's weights are in its folder and its head is always new: refuse
+    ``weights`` and ``head`` with the fix."""
+    if weights is not None:
+        raise ValueError(f"weights={weights!r}: a Hugging Face model's weights are in its folder; "
+                         "pass weights=None (save fine-tuned weights with save_pretrained and "
+                         "pass that folder as model).")
+    if head is not None:
+        raise ValueError(f"head={head!r}: {what} always gets a new nn.Linear head named 'head'; "
+                         "pass head=None.")
+
+
 def _import_transformers():
     try:
         import transformers

@@ -39,6 +39,7 @@ from skadapt.networks._base import (
     Source,
     groups_before_and_in_layers,
 )
+from skadapt.networks._source_hf_text import _load_error, _quiet, refuse_weights_and_head
 
 _INSTALL_HINT = "pip install skadapt[text]"  # transformers is the text extra's
 # PIL's resampling filters, by the integers Hugging Face configs store
@@ -105,13 +106,7 @@ class VisionEncoderNetwork(nn.Module):
 
 
 def _resolve(model, weights, *, n_outputs: int, head, example_input, options) -> ResolvedNetwork:
-    if weights is not None:
-        raise ValueError(f"weights={weights!r}: a Hugging Face model's weights are in its folder; "
-                         "pass weights=None (save fine-tuned weights with save_pretrained and "
-                         "pass that folder as model).")
-    if head is not None:
-        raise ValueError(f"head={head!r}: a Hugging Face image model always gets a new "
-                         "nn.Linear head named 'head'; pass head=None.")
+    refuse_weights_and_head(weights, head, "a Hugging Face image model")
     backbone, processor = _load(model)
     module = VisionEncoderNetwork(backbone, n_outputs)
     return ResolvedNetwork(module=module, head=("head",), groups=_groups(module),
@@ -123,8 +118,6 @@ SOURCE = Source(name="huggingface-vision", priority=15, claims=_claims, resolve=
 
 
 def _load(model):
-    from skadapt.networks._source_hf_text import _load_error, _quiet
-
     try:
         import transformers
     except ImportError as error:
