@@ -39,6 +39,12 @@ _SUBPACKAGE_OF = {
     "leakage_report": "model_selection",
     "shift_profile": "model_selection",
     "train_val_test_split": "model_selection",
+    "OnnxExport": "export",
+    "OnnxPredictor": "export",
+    "export_onnx": "export",
+    "PersistenceError": "persistence",
+    "load": "persistence",
+    "save": "persistence",
 }
 __all__ = sorted(_SUBPACKAGE_OF)
 
@@ -58,6 +64,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and the API reference read
     from skadapt._config import config_context, get_config, set_config
     from skadapt.evaluation import EvaluationReport, evaluate
+    from skadapt.export import OnnxExport, OnnxPredictor, export_onnx
     from skadapt.finetune import (
         LRFinderResult,
         PretrainedFeatureExtractor,
@@ -74,6 +81,7 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
         shift_profile,
         train_val_test_split,
     )
+    from skadapt.persistence import PersistenceError, load, save
     from skadapt.preprocessing import (
         ChannelStandardizer,
         DataCleaner,

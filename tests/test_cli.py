@@ -264,7 +264,7 @@ def test_help_of_each_command_shows_the_defaults(capsys):
 
 def test_every_option_has_help_text():
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"fit", "evaluate", "predict", "demo"}
+    assert set(commands) == {"fit", "evaluate", "predict", "export", "demo"}
     for name, parser in commands.items():
         for action in parser._actions:
             assert action.help, f"skadapt {name} {action.option_strings or action.dest}"

@@ -104,6 +104,7 @@ def _build_estimator(args, model) -> PretrainedFineTuner:
         adapter=None if args.adapter == "none" else args.adapter,
         on_bad_image="skip" if args.skip_bad_images else "raise",
         num_workers=args.num_workers, device=args.device, random_state=args.random_state,
+        checkpoint_dir=getattr(args, "checkpoint_dir", None),
         callbacks=_progress_callbacks(args.quiet))
 
 
@@ -169,6 +170,10 @@ def run_fit(args) -> int:
     data = read_data(args.data, args, labelled=True)
     model = resolve_model_option(args.model)
     _check_text_model(args, model)
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir: pass the folder of the interrupted "
+                         "run.")
+    resume = {"resume": True} if args.resume else {}
     estimator = _build_estimator(args, model)
     out, report_dir = Path(args.out), _report_dir(args)
     _check_writable_file(out, "--out")
@@ -181,16 +186,16 @@ def run_fit(args) -> int:
     if args.cv:
         folds = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
         print(f"Cross-validating: {args.cv} folds, then a final fit on all the data", flush=True)
-        report = evaluate(estimator, data.X, data.y, cv=folds)
-        fitted = estimator.fit(data.X, data.y)
+        report = evaluate(estimator, data.X, data.y, cv=folds, params=resume)
+        fitted = estimator.fit(data.X, data.y, **resume)
     elif split is not None:
         train, test = split
         print(f"Training on {len(train)} samples, holding out {len(test)} for the report",
               flush=True)
-        report = evaluate(estimator, data.X, data.y, cv=[(train, test)])
+        report = evaluate(estimator, data.X, data.y, cv=[(train, test)], params=resume)
         fitted = report.estimators[0]
     else:
-        fitted = estimator.fit(data.X, data.y)
+        fitted = estimator.fit(data.X, data.y, **resume)
     # the progress bars belong to this run, not to the model a user loads later
     fitted.set_params(callbacks=None)
     fitted.initialize_callbacks()
@@ -281,7 +286,12 @@ def run_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- predict
 def run_predict(args) -> int:
-    model = load_model(args.model)
+    if Path(args.model).suffix.lower() == ".onnx":  # written by 'skadapt export'
+        from skadapt.export import OnnxPredictor
+
+        model = OnnxPredictor(args.model)
+    else:
+        model = load_model(args.model)
     data = read_data(args.data, args, labelled=False)
     out = Path(args.out)
     _check_writable_file(out, "--out")
@@ -311,6 +321,20 @@ def _rows(X, start: int, stop: int):
     if isinstance(X, (pd.DataFrame, pd.Series)):
         return X.iloc[start:stop]
     return X[start:stop]
+
+
+# ----------------------------------------------------------------------------- export
+def run_export(args) -> int:
+    from skadapt.export import export_onnx
+
+    model = load_model(args.model)
+    exported = export_onnx(model, args.out, quantize=args.quantize)
+    size = f"{exported.n_bytes / 2**20:.2f} MiB"
+    if exported.float_n_bytes is not None:
+        size += f" (int8; {exported.float_n_bytes / 2**20:.2f} MiB in float32)"
+    print(f"ONNX model written to {exported.path}, {size}; beside it: "
+          f"{', '.join(path.name for path in exported.files[1:])}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- demo

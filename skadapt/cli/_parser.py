@@ -93,7 +93,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``skadapt`` command and its four subcommands."""
+    """The argument parser of the ``skadapt`` command and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="skadapt", formatter_class=_HelpFormatter,
         description="Adapt a pretrained deep model to your data, the scikit-learn way.",
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit(commands)
     _add_evaluate(commands)
     _add_predict(commands)
+    _add_export(commands)
     _add_demo(commands)
     return parser
 
@@ -230,6 +231,12 @@ def _add_fit(commands) -> None:
                         help="report a stratified K-fold cross-validation (K more fits) instead "
                              "of a holdout, then train the saved model on all the data")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
+    output.add_argument("--checkpoint-dir", metavar="DIR",
+                        help="after every epoch, save what resuming an interrupted fit needs in "
+                             "a subfolder of DIR (one per fit)")
+    output.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from the last complete epoch saved "
+                             "in --checkpoint-dir (same data and options)")
 
 
 def _add_evaluate(commands) -> None:
@@ -257,13 +264,31 @@ def _add_predict(commands) -> None:
                     "DATA; write them to a CSV file with one row per sample.",
         epilog="example:\n  skadapt predict model.joblib new_photos/ --out predictions.csv\n\n"
                "For a folder, every image file under it (subfolders included) is predicted.")
-    sub.add_argument("model", metavar="MODEL", help="a model file written by 'skadapt fit'")
+    sub.add_argument("model", metavar="MODEL", help="a model file written by 'skadapt fit', or "
+                                                    "an ONNX file written by 'skadapt export'")
     sub.add_argument("data", metavar="DATA", help="folder of images, or CSV/TSV file")
     _add_data_options(sub, labelled=False)
     sub.add_argument("--out", default="predictions.csv", metavar="CSV",
                      help="the CSV file to write: columns input, prediction, and proba_<class> "
                           "per class")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_export(commands) -> None:
+    sub = _command(
+        commands, "export", help="export a fitted model to ONNX, for onnxruntime",
+        description="Export a model written by 'skadapt fit' to one ONNX graph with a dynamic "
+                    "batch size; its classes and preprocessing are stored in the graph and in "
+                    "a JSON file beside it (and a text model's tokenizer in a folder beside it). "
+                    "'skadapt predict OUT.onnx DATA' runs it with onnxruntime.",
+        epilog="example:\n  skadapt export model.joblib model.onnx --quantize\n"
+               "  skadapt predict model.onnx new_photos/ --out predictions.csv\n\n"
+               "Needs pip install 'skadapt[onnx]'.")
+    sub.add_argument("model", metavar="MODEL", help="a model file written by 'skadapt fit'")
+    sub.add_argument("out", metavar="OUT", help="the ONNX file to write, e.g. model.onnx")
+    sub.add_argument("--quantize", action="store_true",
+                     help="store the weights as int8 (dynamic quantization): a smaller, "
+                          "faster graph with slightly different outputs")
 
 
 def _add_demo(commands) -> None:

@@ -127,6 +127,17 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         product is rescaled to average 1, so only ratios matter.
     cache_dir : path, optional
         Also keep cached features on disk there, shared between processes (``n_jobs>1``).
+    checkpoint_dir : path, optional
+        Make an interrupted fit resumable: after every complete epoch, write (atomically) the
+        weights, the optimizer's state, the schedule's position and unfreezing stage, the
+        early-stopping state, the history and the random number generators' states into a
+        subfolder named by a fingerprint of the parameters and the data (so fits of other
+        settings or folds, e.g. in ``GridSearchCV(n_jobs=2)``, never share one; the file is
+        ``checkpoint_path_``). ``fit(X, y, resume=True)`` continues from the last complete epoch;
+        with the same ``random_state`` on a CPU it ends with exactly the weights of an
+        uninterrupted fit. The file is read with ``torch.load(weights_only=True)`` and kept after
+        the fit. Only the full-network path checkpoints: a head trained on cached features
+        (``used_feature_cache_``) is fast to refit and writes nothing, nor does ``partial_fit``.
     image_cache_mb : float, default=1024
         Image files are decoded and resized (to the resize size before cropping) once per fit and
         kept in memory up to this bound, so later epochs only augment them; beyond it the rest is
@@ -174,6 +185,9 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         ``"full network (<why the cache was not used>)"``.
     training_path_ : str
         Which path ``fit`` took, and why, for reports.
+    checkpoint_path_ : str or None
+        The checkpoint file this fit wrote (None without ``checkpoint_dir`` or on the
+        cached-features path).
     trainable_fraction_ : float
         Fraction of the network's parameters that train now (e.g. about 0.01 with LoRA).
     head_solver_ : {"convex", "gradient"}

@@ -45,6 +45,12 @@ from torch.utils.data import Dataset
 from skadapt._constraints import Number, StrList
 from skadapt.finetune._adapters import Inputs, adapt_for
 from skadapt.finetune._cached_head import CachedHeadMixin
+from skadapt.finetune._checkpoint import (
+    EpochCheckpoint,
+    checkpoint_file,
+    checkpoint_key,
+    load_checkpoint,
+)
 from skadapt.finetune._datasets import InputDataset
 from skadapt.finetune._decoding import find_unreadable
 from skadapt.finetune._device import autocast, resolve_device, seeded
@@ -102,6 +108,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         "head_C": _POSITIVE,
         "class_weight": [None],
         "cache_dir": [str, os.PathLike, None],
+        "checkpoint_dir": [str, os.PathLike, None],
         "image_cache_mb": [Number(Real, 0, None, closed="left")],
         "lr": _POSITIVE,
         "lr_schedule": [StrOptions({"cosine", "constant"})],
@@ -163,6 +170,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         head_C=1.0,
         class_weight=None,
         cache_dir=None,
+        checkpoint_dir=None,
         image_cache_mb=1024,
         lr=1e-3,
         lr_schedule="cosine",
@@ -208,6 +216,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         self.head_C = head_C
         self.class_weight = class_weight
         self.cache_dir = cache_dir
+        self.checkpoint_dir = checkpoint_dir
         self.image_cache_mb = image_cache_mb
         self.lr_schedule = lr_schedule
         self.warmup = warmup
@@ -234,6 +243,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
             ("fine_tuning", FineTuningSchedule()),
             ("early_stopping", PlannedEarlyStopping()),
             ("print_log", PrintLog()),
+            ("checkpoint", EpochCheckpoint()),
         ]
         return callbacks
 
@@ -256,7 +266,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
                 "or a local directory): pass adapter=None for this model.")
 
     # ----------------------------------------------------------------- fitting
-    def fit(self, X, y, sample_weight=None, **fit_params):
+    def fit(self, X, y, sample_weight=None, resume=False, **fit_params):
         """Fine-tune the pretrained network on ``X``, ``y``.
 
         Parameters
@@ -265,6 +275,11 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample in the loss (multiplied by ``class_weight``'s).
+        resume : bool, default=False
+            Continue an interrupted fit from the last complete epoch saved under
+            ``checkpoint_dir`` (same parameters, same data); without a checkpoint, start from
+            scratch with a warning. With the same ``random_state`` on a CPU, the result is exactly
+            that of an uninterrupted fit.
         **fit_params
             Passed on to skorch.
 
@@ -279,10 +294,14 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         y = self._check_target(y, len(inputs))
         weights = fit_weights(y, len(inputs), sample_weight, self._class_weights())
         inputs, y, weights = self._drop_bad_images(inputs, y, weights)
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir: pass the checkpoint_dir of the "
+                             "interrupted fit.")
         self.input_kind_ = inputs.kind
         self.n_features_in_ = _n_features(inputs)
+        warm = self.warm_start and self.initialized_
         with seeded(self.random_state):
-            if not (self.warm_start and self.initialized_):
+            if not warm:
                 self._initialize_with_example(inputs)
             self._check_input_shape(inputs)
             reason = self._why_not_cached(inputs)
@@ -291,23 +310,53 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
                 f"full network ({reason})")
             self.head_solver_ = self._resolve_head_solver(reason)
             self.head_solution_ = None  # set by the convex solver
+            # the cached-head path has no epochs worth resuming (the convex head has none at all)
+            self.checkpoint_path_ = None
             if reason is None:
                 self._fit_head_on_cached_features(inputs, y, weights, **fit_params)
-            else:
-                self._train(inputs, y, weights, **fit_params)
+                return self
+            state = None
+            if self.checkpoint_dir is not None and not warm:
+                self.checkpoint_path_ = str(checkpoint_file(
+                    self.checkpoint_dir, checkpoint_key(self, inputs, y, weights)))
+                if resume:
+                    state = load_checkpoint(self.checkpoint_path_)
+                    if state is None:
+                        warnings.warn(f"resume=True but there is no checkpoint at "
+                                      f"{self.checkpoint_path_}: fitting from scratch.",
+                                      UserWarning, stacklevel=2)
+            self._train(inputs, y, weights, checkpoint=self.checkpoint_path_, resume_state=state,
+                        **fit_params)
         return self
 
-    def _train(self, inputs, y, weights, **fit_params) -> None:
-        """skorch's training loop under the validation policy, with the samples' weights."""
+    def _train(self, inputs, y, weights, checkpoint=None, resume_state=None,
+               **fit_params) -> None:
+        """skorch's training loop under the validation policy, with the samples' weights;
+        checkpointed after every epoch to ``checkpoint`` and resumed from ``resume_state``."""
         plan = plan_validation(len(inputs), self.validation_fraction, self.patience,
                                self.max_epochs)
         self.validation_plan_ = plan
         self._fit_weights = weights
+        saver = next((cb for _, cb in self.callbacks_ if isinstance(cb, EpochCheckpoint)), None)
+        if saver is not None:
+            saver.arm(self, checkpoint, resume_state)
+        if resume_state is not None:
+            self._epochs_done = resume_state["epoch"]
         try:
             NeuralNet.partial_fit(self, inputs, y, **fit_params)
         finally:
-            del self._fit_weights  # transient: not a parameter, not fitted state
+            # transient: not parameters, not fitted state
+            del self._fit_weights
+            self.__dict__.pop("_epochs_done", None)
+            if saver is not None:
+                saver.disarm()
         self.validation_ = summarize(plan, self.history, dict(self.callbacks_).get("early_stopping"))
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's loop; a resumed fit runs only the epochs left of ``max_epochs``."""
+        if epochs is None:
+            epochs = max(self.max_epochs - getattr(self, "_epochs_done", 0), 0)
+        return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, sample_weight=None, **fit_params):
         """One more pass of ``max_epochs`` over ``X``, ``y``, keeping the weights (fits if unfitted).

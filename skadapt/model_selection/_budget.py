@@ -36,7 +36,7 @@ _BYTES_PER_MB = 1_000_000
 def compare_models(candidates: Mapping[str, object], X, y, *, cv=5,
                    max_latency_ms: float | None = None, max_size_mb: float | None = None,
                    scoring=None, latency_batch_size: int = 64, n_repeats: int = 5,
-                   groups=None) -> pd.DataFrame:
+                   groups=None, onnx_latency: bool = False) -> pd.DataFrame:
     """Cross-validate candidate models and measure what each costs to deploy on this machine.
 
     Parameters
@@ -60,6 +60,10 @@ def compare_models(candidates: Mapping[str, object], X, y, *, cv=5,
         Timed calls; the median is reported.
     groups : array-like, optional
         Group labels for a group-aware ``cv`` (``GroupKFold``).
+    onnx_latency : bool, default=False
+        Also export each fitted fine-tuner (or Pipeline ending in one) to ONNX and report its
+        latency per sample under onnxruntime, in a column ``onnx_latency_ms`` beside
+        ``latency_ms`` (NaN for the other candidates). Needs ``pip install 'skadapt[onnx]'``.
 
     Returns
     -------
@@ -98,11 +102,13 @@ def compare_models(candidates: Mapping[str, object], X, y, *, cv=5,
                          "models on one metric at a time.")
     batch = _safe_indexing(X, np.arange(min(latency_batch_size, _n_samples(X))))
     rows = [_measure(name, estimator, X, y, batch, cv=cv, scoring=scoring, groups=groups,
-                     n_repeats=n_repeats) for name, estimator in candidates.items()]
+                     n_repeats=n_repeats, onnx_latency=onnx_latency)
+            for name, estimator in candidates.items()]
     table = pd.DataFrame(rows).set_index("model")
     table["n_parameters"] = table["n_parameters"].astype("Int64")
     table["within_budget"] = _within_budget(table, max_latency_ms, max_size_mb)
-    table = table.sort_values(["score_mean", "latency_ms"], ascending=[False, True])[COLUMNS]
+    columns = [*COLUMNS[:5], "onnx_latency_ms", *COLUMNS[5:]] if onnx_latency else COLUMNS
+    table = table.sort_values(["score_mean", "latency_ms"], ascending=[False, True])[columns]
     table.attrs["budget"] = {"max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb}
     table.attrs["best"] = _best(table, max_latency_ms, max_size_mb)
     return table
@@ -130,7 +136,8 @@ def _n_samples(X) -> int:
     return int(shape[0]) if shape is not None else len(X)
 
 
-def _measure(name: str, estimator, X, y, batch, *, cv, scoring, groups, n_repeats) -> dict:
+def _measure(name: str, estimator, X, y, batch, *, cv, scoring, groups, n_repeats,
+             onnx_latency: bool = False) -> dict:
     try:
         result = cross_validate(clone(estimator), X, y, groups=groups, cv=cv, scoring=scoring,
                                 return_estimator=True, error_score="raise")
@@ -139,11 +146,16 @@ def _measure(name: str, estimator, X, y, batch, *, cv, scoring, groups, n_repeat
             error.add_note(f"(raised while cross-validating candidate {name!r})")
         raise
     fitted = result["estimator"][0]
-    return {"model": name, "score_mean": float(np.mean(result["test_score"])),
-            "score_std": float(np.std(result["test_score"])),
-            "n_parameters": n_parameters(fitted), "size_mb": _size_bytes(fitted) / _BYTES_PER_MB,
-            "latency_ms": _latency_ms(fitted, batch, n_repeats),
-            "fit_time_s": float(np.mean(result["fit_time"]))}
+    row = {"model": name, "score_mean": float(np.mean(result["test_score"])),
+           "score_std": float(np.std(result["test_score"])),
+           "n_parameters": n_parameters(fitted), "size_mb": _size_bytes(fitted) / _BYTES_PER_MB,
+           "latency_ms": _latency_ms(fitted, batch, n_repeats),
+           "fit_time_s": float(np.mean(result["fit_time"]))}
+    if onnx_latency:  # the same batch and timing, through onnxruntime
+        from skadapt.export._latency import onnx_latency_ms
+
+        row["onnx_latency_ms"] = onnx_latency_ms(fitted, batch, n_repeats)
+    return row
 
 
 def n_parameters(estimator) -> int | None:

@@ -1,4 +1,4 @@
-"""Resolving networks: torchvision names and user modules, checkpoints, heads and layer groups."""
+"""The network sources: torchvision names and user modules, checkpoints, heads and layer groups."""
 
 import urllib.error
 
