@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ def onnx_latency_ms(fitted, batch, n_repeats: int) -> float:
     that is not a fine-tuner (or a Pipeline ending in one), or that cannot be exported."""
     from skadapt.export._onnx import export_onnx
     from skadapt.export._predictor import OnnxPredictor
+    from skadapt.model_selection._budget import latency_ms
 
     with tempfile.TemporaryDirectory(prefix="skadapt-onnx-") as folder:
         try:
@@ -34,13 +34,7 @@ def onnx_latency_ms(fitted, batch, n_repeats: int) -> float:
                           UserWarning, stacklevel=3)
             return math.nan
         model = OnnxPredictor(exported.path, batch_size=max(len(batch), 1))
-        model.predict(batch)  # warm-up: session initialization, first-call allocations
-        timings = []
-        for _ in range(n_repeats):
-            start = time.perf_counter()
-            model.predict(batch)
-            timings.append(time.perf_counter() - start)
-    return 1000 * float(np.median(timings)) / len(batch)
+        return latency_ms(model, batch, n_repeats)
 
 
 def _example(batch):

@@ -149,7 +149,7 @@ def _measure(name: str, estimator, X, y, batch, *, cv, scoring, groups, n_repeat
     row = {"model": name, "score_mean": float(np.mean(result["test_score"])),
            "score_std": float(np.std(result["test_score"])),
            "n_parameters": n_parameters(fitted), "size_mb": _size_bytes(fitted) / _BYTES_PER_MB,
-           "latency_ms": _latency_ms(fitted, batch, n_repeats),
+           "latency_ms": latency_ms(fitted, batch, n_repeats),
            "fit_time_s": float(np.mean(result["fit_time"]))}
     if onnx_latency:  # the same batch and timing, through onnxruntime
         from skadapt.export._latency import onnx_latency_ms
@@ -194,7 +194,8 @@ def _size_bytes(estimator) -> int:
     return buffer.tell()
 
 
-def _latency_ms(estimator, batch, n_repeats: int) -> float:
+def latency_ms(estimator, batch, n_repeats: int) -> float:
+    """Median milliseconds per sample of ``estimator.predict(batch)``, after one warm-up call."""
     estimator.predict(batch)  # warm-up: lazy initialization, caches, first-call allocations
     timings = []
     for _ in range(n_repeats):
