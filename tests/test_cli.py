@@ -19,7 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
+import skadapt as skadapt_package
 from skadapt.cli import build_parser, main
+from skadapt.cli._commands import _check_model_out, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = '''
@@ -256,7 +258,7 @@ def test_help_of_each_command_shows_the_defaults(capsys):
     assert exit_.value.code == 0
     fit_help = capsys.readouterr().out
     for option, default in (("--epochs", "10"), ("--freeze", "backbone"), ("--lr", "0.001"),
-                            ("--model", "resnet18"), ("--out", "model.joblib"),
+                            ("--model", "resnet18"), ("--out", "model"),
                             ("--holdout", "0.2"), ("--cv", "0")):
         block = re.search(rf"^  {option}\b(.*?)(?=^  -|\Z)", fit_help, re.MULTILINE | re.DOTALL)
         assert f"(default: {default})" in " ".join(block.group(1).split()), option
@@ -387,8 +389,46 @@ def test_the_readme_commands_run_with_weights_from_the_torch_hub_cache(tmp_path)
                 pixels[..., channel] += 150
                 Image.fromarray(pixels).save(tmp_path / folder / label / f"{i}.jpg")
     _run_blocks(blocks, tmp_path, "README.md", TORCH_HOME=str(tmp_path / "torch-home"))
-    model = joblib.load(tmp_path / "model.joblib")
+    assert (tmp_path / "model" / "manifest.json").is_file()  # the safe format by default
+    model = skadapt_package.load(tmp_path / "model")
     assert list(model.classes_) == ["ants", "bees"]
     assert (tmp_path / "report" / "report.html").is_file()
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == 4 and set(predictions["prediction"]) <= {"ants", "bees"}
+
+
+def test_fit_writes_the_safe_format_by_default_and_every_command_reads_it(workspace):
+    skadapt("fit", "photos", "--model", "cli_nets.py:TinyNet", "--weights", "tiny.pt",
+            "--epochs", "1", "--image-size", "16", "--holdout", "0", "--out", "safe-model",
+            "--quiet", cwd=workspace)
+    assert sorted(p.name for p in (workspace / "safe-model").iterdir()) == [
+        "config.json", "manifest.json", "weights.safetensors"]
+    skadapt("predict", "safe-model", "photos", "--out", "safe.csv", "--quiet", cwd=workspace)
+    predictions = pd.read_csv(workspace / "safe.csv")
+    model = skadapt_package.load(workspace / "safe-model")
+    paths = [str(workspace / path) for path in predictions["input"]]
+    assert list(predictions["prediction"]) == list(model.predict(paths))
+
+
+def test_a_model_the_safe_format_cannot_hold_is_written_with_joblib(tmp_path, monkeypatch,
+                                                                      capsys):
+    def refuse(*args, **kwargs):
+        raise skadapt_package.PersistenceError("saving a Hugging Face model is not supported yet")
+
+    monkeypatch.setattr("skadapt.cli._commands.save", refuse)
+    fitted = {"a": 1}  # any object joblib can write
+    written = save_model(fitted, tmp_path / "model")
+    assert written == tmp_path / "model.joblib" and joblib.load(written) == fitted
+    assert "not supported yet" in capsys.readouterr().err
+    assert save_model(fitted, tmp_path / "explicit.joblib") == tmp_path / "explicit.joblib"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda out: out.write_text("x"), "is a file: pass a folder"),
+    (lambda out: (out.mkdir(), (out / "notes.txt").write_text("x")), "holds no saved model"),
+])
+def test_out_must_be_a_new_folder_or_a_saved_model(tmp_path, make, message):
+    out = tmp_path / "out"
+    make(out)
+    with pytest.raises(ValueError, match=message):
+        _check_model_out(out)

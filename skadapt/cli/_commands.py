@@ -26,9 +26,12 @@ from skadapt.cli._data import Data, read_data
 from skadapt.evaluation import evaluate
 from skadapt.finetune import PretrainedFineTuner, lr_find
 from skadapt.networks import default_weights, takes_texts
+from skadapt.persistence import PersistenceError, load, save
+from skadapt.persistence._format import MANIFEST
 
 _CHUNK_BATCHES = 8  # predict shows progress every this many batches
 _DEFAULT_LR = 1e-3
+_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")  # --out paths written with joblib
 _MODULE_SPEC = re.compile(r"^(?P<source>[\w.]+|.+\.py):(?P<attr>[\w.]+)$")
 
 
@@ -118,12 +121,19 @@ def _check_text_model(args, model) -> None:
 
 
 def load_model(path: str):
-    """Load a model file written by ``skadapt fit`` (any fitted scikit-learn estimator)."""
+    """Load what ``skadapt fit`` wrote: a model folder in the safe format (``skadapt.load``), or a
+    joblib file (any fitted scikit-learn estimator)."""
     file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"MODEL {path!r} is not a file: pass the file written by "
-                                "'skadapt fit --out'.")
+    if not (file.is_file() or (file / MANIFEST).is_file()):
+        raise FileNotFoundError(f"MODEL {path!r} is not a file or a model folder: pass what "
+                                "'skadapt fit --out' wrote.")
     _put_on_path(Path.cwd())  # where a --model 'module:Name' was usually imported from
+    if file.is_dir():
+        try:
+            model = load(file)
+        except PersistenceError as error:
+            raise ValueError(f"MODEL {path!r}: {error}") from None
+        return model
     try:
         model = joblib.load(file)
     except ModuleNotFoundError as error:
@@ -176,7 +186,7 @@ def run_fit(args) -> int:
     resume = {"resume": True} if args.resume else {}
     estimator = _build_estimator(args, model)
     out, report_dir = Path(args.out), _report_dir(args)
-    _check_writable_file(out, "--out")
+    _check_model_out(out)
     print(f"Fitting {_model_name(model)} on {data.source}", flush=True)
     split = _holdout_split(data, args) if args.holdout and not args.cv else None
     if args.lr == "auto":  # on the data the saved model trains on: never the held-out part
@@ -199,9 +209,7 @@ def run_fit(args) -> int:
     # the progress bars belong to this run, not to the model a user loads later
     fitted.set_params(callbacks=None)
     fitted.initialize_callbacks()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(fitted, out)
-    print(f"Model written to {out}")
+    print(f"Model written to {save_model(fitted, out)}")
     if report is not None:
         _print_scores(report)
         print(f"Report written to {report.save(report_dir)}")
@@ -243,6 +251,36 @@ def _report_dir(args) -> Path:
         return Path(args.report)
     out = Path(args.out)
     return out.with_name(out.stem + "-report")
+
+
+def save_model(fitted, out: Path) -> Path:
+    """Write ``fitted`` to ``out``: a folder in the safe format (``skadapt.save``: no pickle), or
+    a joblib file when ``out`` ends in ``.joblib``/``.pkl``. A model the safe format cannot hold
+    yet (e.g. a Hugging Face model) is written with joblib beside it, and the reason printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix in _PICKLE_SUFFIXES:
+        joblib.dump(fitted, out)
+        return out
+    try:
+        return save(fitted, out, overwrite=True)
+    except PersistenceError as error:
+        fallback = out.with_name(out.name + ".joblib")
+        print(f"The safe format cannot hold this model yet ({error}); writing it with joblib "
+              "instead.", file=sys.stderr)
+        joblib.dump(fitted, fallback)
+        return fallback
+
+
+def _check_model_out(out: Path) -> None:
+    """Before fitting: ``--out`` must be a new folder, a saved model's folder, or a joblib file."""
+    if out.suffix in _PICKLE_SUFFIXES:
+        _check_writable_file(out, "--out")
+    elif out.is_file():
+        raise ValueError(f"--out {str(out)!r} is a file: pass a folder for the model in the safe "
+                         "format, or a path ending in .joblib for joblib.")
+    elif out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise ValueError(f"--out {str(out)!r} is a folder that holds no saved model: pass a new "
+                         "folder (it would be replaced).")
 
 
 def _check_writable_file(path: Path, option: str) -> None:

@@ -141,10 +141,11 @@ def _add_fit(commands) -> None:
     sub = _command(
         commands, "fit", help="fine-tune a pretrained model on labelled data",
         description="Fine-tune a pretrained model on labelled data, write the fitted model "
-                    "(joblib) and an evaluation report (HTML with figures, and JSON).",
+                    "(a folder in skadapt's safe format) and an evaluation report (HTML with figures, "
+                    "and JSON).",
         epilog="examples:\n"
                "  skadapt fit photos/ --model resnet18 --weights DEFAULT --freeze backbone "
-               "--epochs 10 --out model.joblib\n"
+               "--epochs 10 --out model\n"
                "  skadapt fit photos/ --model mynet.py:Net --weights net.pt --image-size 32 "
                "--unfreeze-at 3\n"
                "  skadapt fit table.csv --label-column y --model mynet.py:Mlp --freeze none\n\n"
@@ -219,8 +220,10 @@ def _add_fit(commands) -> None:
     tuning.add_argument("--random-state", type=int, default=0, metavar="SEED",
                         help="seed for initialization, shuffling, augmentation and splits")
     output = sub.add_argument_group("output")
-    output.add_argument("--out", default="model.joblib", metavar="MODEL",
-                        help="where to write the fitted model (load it with joblib.load)")
+    output.add_argument("--out", default="model", metavar="MODEL",
+                        help="where to write the fitted model: a folder in skadapt's safe format "
+                             "(no pickle; load it with skadapt.load), or a file ending in "
+                             ".joblib (joblib.load)")
     output.add_argument("--report", metavar="DIR",
                         help="folder for report.html and report.json (default: the model file's "
                              "name with '-report', e.g. model-report/)")
@@ -244,12 +247,12 @@ def _add_evaluate(commands) -> None:
         commands, "evaluate", help="evaluate a fitted model on labelled data",
         description="Evaluate a fitted model on labelled data: print the metrics and the "
                     "confusion matrix, and write report.html (with figures) and report.json.",
-        epilog="example:\n  skadapt evaluate model.joblib test_photos/ --report test-report/\n\n"
+        epilog="example:\n  skadapt evaluate model test_photos/ --report test-report/\n\n"
                "Pass the same data options (--path-column, --text-column, --feature-columns) "
                "as when fitting.")
-    sub.add_argument("model", metavar="MODEL", help="a model file written by 'skadapt fit' (or "
-                                                    "any fitted scikit-learn classifier saved "
-                                                    "with joblib.dump)")
+    sub.add_argument("model", metavar="MODEL", help="a model written by 'skadapt fit' (or any "
+                                                    "fitted scikit-learn classifier saved with "
+                                                    "skadapt.save or joblib.dump)")
     sub.add_argument("data", metavar="DATA", help="image folder (one subfolder per class) or "
                                                   "CSV/TSV file")
     _add_data_options(sub, labelled=True)
@@ -262,9 +265,9 @@ def _add_predict(commands) -> None:
         commands, "predict", help="predict labels (and probabilities) for new data",
         description="Predict a label, and the probability of each class, for every sample of "
                     "DATA; write them to a CSV file with one row per sample.",
-        epilog="example:\n  skadapt predict model.joblib new_photos/ --out predictions.csv\n\n"
+        epilog="example:\n  skadapt predict model new_photos/ --out predictions.csv\n\n"
                "For a folder, every image file under it (subfolders included) is predicted.")
-    sub.add_argument("model", metavar="MODEL", help="a model file written by 'skadapt fit', or "
+    sub.add_argument("model", metavar="MODEL", help="a model written by 'skadapt fit', or "
                                                     "an ONNX file written by 'skadapt export'")
     sub.add_argument("data", metavar="DATA", help="folder of images, or CSV/TSV file")
     _add_data_options(sub, labelled=False)
@@ -281,10 +284,10 @@ def _add_export(commands) -> None:
                     "batch size; its classes and preprocessing are stored in the graph and in "
                     "a JSON file beside it (and a text model's tokenizer in a folder beside it). "
                     "'skadapt predict OUT.onnx DATA' runs it with onnxruntime.",
-        epilog="example:\n  skadapt export model.joblib model.onnx --quantize\n"
+        epilog="example:\n  skadapt export model model.onnx --quantize\n"
                "  skadapt predict model.onnx new_photos/ --out predictions.csv\n\n"
                "Needs pip install 'skadapt[onnx]'.")
-    sub.add_argument("model", metavar="MODEL", help="a model file written by 'skadapt fit'")
+    sub.add_argument("model", metavar="MODEL", help="a model written by 'skadapt fit'")
     sub.add_argument("out", metavar="OUT", help="the ONNX file to write, e.g. model.onnx")
     sub.add_argument("--quantize", action="store_true",
                      help="store the weights as int8 (dynamic quantization): a smaller, "
