@@ -413,13 +413,13 @@ def test_fit_writes_the_safe_format_by_default_and_every_command_reads_it(worksp
 def test_a_model_the_safe_format_cannot_hold_is_written_with_joblib(tmp_path, monkeypatch,
                                                                       capsys):
     def refuse(*args, **kwargs):
-        raise skadapt_package.PersistenceError("saving a Hugging Face model is not supported yet")
+        raise skadapt_package.PersistenceError("parameter augment is a callable: not supported")
 
     monkeypatch.setattr("skadapt.cli._commands.save", refuse)
     fitted = {"a": 1}  # any object joblib can write
     written = save_model(fitted, tmp_path / "model")
     assert written == tmp_path / "model.joblib" and joblib.load(written) == fitted
-    assert "not supported yet" in capsys.readouterr().err
+    assert "not supported" in capsys.readouterr().err
     assert save_model(fitted, tmp_path / "explicit.joblib") == tmp_path / "explicit.joblib"
 
 

@@ -39,7 +39,7 @@ import PIL.Image
 import torch
 from scipy import sparse
 
-from skadapt.networks import takes_texts
+from skadapt.networks import ResolvedNetwork, sources, takes_texts
 
 __all__ = ["Inputs", "adapt_for", "adapt_inputs", "adapt_texts"]
 
@@ -82,10 +82,13 @@ class Inputs:
 
 
 # --------------------------------------------------------------------------- adapting X
-def adapt_for(model, X, *, path_column: str | None = None, empty_text: str = "raise") -> Inputs:
+def adapt_for(model, X, *, network: ResolvedNetwork | None = None, path_column: str | None = None,
+              empty_text: str = "raise") -> Inputs:
     """``X`` as the input of ``model``: texts for a text model, else arrays or images.
 
-    The model decides, never ``X``: an image path and a sentence are both strings.
+    The model decides, never ``X``: an image path and a sentence are both strings. Once fitted,
+    the resolved ``network`` decides (a loaded model's ``model`` may name a Hugging Face folder
+    that is not on this machine).
 
     Examples
     --------
@@ -94,7 +97,9 @@ def adapt_for(model, X, *, path_column: str | None = None, empty_text: str = "ra
     >>> adapt_for("sentence-transformers/all-MiniLM-L6-v2", ["a fine phone", "broken"]).kind
     'texts'
     """
-    if takes_texts(model):
+    texts = (takes_texts(model) if network is None else
+             any(source.takes_texts for source in sources() if source.name == network.source))
+    if texts:
         return adapt_texts(X, empty_text=empty_text)
     return adapt_inputs(X, path_column=path_column)
 

@@ -288,7 +288,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         self
         """
         self._validate_params()
-        inputs = self._adapt(X)
+        inputs = self._adapt(X, fitting=True)
         if len(inputs) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {len(inputs)} sample.")
         y = self._check_target(y, len(inputs))
@@ -472,10 +472,12 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
             set_inference_mode(self.inference_modules_)
 
     # ----------------------------------------------------------------- data
-    def _adapt(self, X) -> Inputs | Dataset:
+    def _adapt(self, X, *, fitting: bool = False) -> Inputs | Dataset:
         if isinstance(X, (Inputs, Dataset)):
             return X
-        return adapt_for(self.model, X, path_column=self.path_column, empty_text=self.empty_text)
+        network = None if fitting else getattr(self, "network_", None)
+        return adapt_for(self.model, X, network=network, path_column=self.path_column,
+                         empty_text=self.empty_text)
 
     def _drop_bad_images(self, inputs: Inputs, y, weights):
         if self.on_bad_image != "skip" or inputs.kind != "files":

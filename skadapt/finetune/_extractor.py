@@ -196,7 +196,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self
         """
         self._check_deprecated_and_combined()
-        inputs = self._adapt(X)
+        inputs = self._adapt(X, fitting=True)
         device = resolve_device(self.device)
         network = resolve_network(self.model, self.weights, n_outputs=1, head=self.head,
                                   example_input=partial(self._example_batch, inputs))
@@ -272,8 +272,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             raise InvalidParameterError(f"cache_dir is set but {off}: pass feature_cache='auto' "
                                         "to use the disk cache, or drop cache_dir.")
 
-    def _adapt(self, X) -> Inputs:
-        return adapt_for(self.model, X, path_column=self.path_column, empty_text=self.empty_text)
+    def _adapt(self, X, *, fitting: bool = False) -> Inputs:
+        network = None if fitting else getattr(self, "network_", None)
+        return adapt_for(self.model, X, network=network, path_column=self.path_column,
+                         empty_text=self.empty_text)
 
     def _transform(self, kind: str, preprocessing=None):
         return make_transform(kind, train=False, preprocessing=preprocessing,

@@ -39,6 +39,7 @@ from torch import nn
 
 from skadapt.networks._base import LayerGroup, ResolvedNetwork, Source, groups_before_and_in_layers
 from skadapt.networks._embedding import pool
+from skadapt.networks._saved_architecture import saved_folder
 from skadapt.networks._tokenize import TextCollate
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -58,6 +59,8 @@ def looks_like_hub_model(model: object) -> bool:
     >>> looks_like_hub_model("sentence-transformers/all-MiniLM-L6-v2"), looks_like_hub_model("resnet18")
     (True, False)
     """
+    if saved_folder(model) is not None:  # a saved model being loaded (skadapt.load)
+        return True
     if isinstance(model, os.PathLike):
         return Path(model).is_dir()
     if not isinstance(model, str):
@@ -210,17 +213,29 @@ def _import_transformers():
 
 def _load(model) -> tuple[nn.Module, Any]:
     transformers = _import_transformers()
-    source = os.fspath(model)
+    saved = saved_folder(model)
+    source = os.fspath(model if saved is None else saved)
     with _quiet(transformers):
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-            try:
-                backbone = transformers.AutoModel.from_pretrained(source, add_pooling_layer=False)
-            except TypeError:  # model types without a pooling layer refuse the argument
-                backbone = transformers.AutoModel.from_pretrained(source)
+            backbone = auto_model(transformers, source, pretrained=saved is None)
         except (OSError, ValueError, KeyError) as error:
             raise ValueError(_load_error(source, error)) from error
     return backbone, tokenizer
+
+
+def auto_model(transformers, source: str, *, pretrained: bool = True) -> nn.Module:
+    """``AutoModel`` from ``source``, its pooling layer off where it has one: with the pretrained
+    weights, or (``pretrained=False``, when loading a saved model) from ``config.json`` alone."""
+    if pretrained:
+        build, origin = transformers.AutoModel.from_pretrained, source
+    else:
+        build = transformers.AutoModel.from_config
+        origin = transformers.AutoConfig.from_pretrained(source)
+    try:
+        return build(origin, add_pooling_layer=False)
+    except TypeError:  # model types without a pooling layer refuse the argument
+        return build(origin)
 
 
 def _load_error(source: str, error: Exception) -> str:

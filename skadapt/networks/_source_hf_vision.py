@@ -39,7 +39,13 @@ from skadapt.networks._base import (
     Source,
     groups_before_and_in_layers,
 )
-from skadapt.networks._source_hf_text import _load_error, _quiet, refuse_weights_and_head
+from skadapt.networks._saved_architecture import saved_folder
+from skadapt.networks._source_hf_text import (
+    _load_error,
+    _quiet,
+    auto_model,
+    refuse_weights_and_head,
+)
 
 _INSTALL_HINT = "pip install skadapt[text]"  # transformers is the text extra's
 # PIL's resampling filters, by the integers Hugging Face configs store
@@ -49,6 +55,7 @@ _CROP_PCT_BELOW = 384  # Hugging Face applies crop_pct to shortest edges below t
 
 def _config(model) -> dict | None:
     """The model's config.json, from its folder or the hub cache (never downloaded here)."""
+    model = saved_folder(model) or model  # a saved model being loaded (skadapt.load)
     if isinstance(model, os.PathLike) or (isinstance(model, str) and Path(model).is_dir()):
         path = Path(model) / "config.json"
         return json.loads(path.read_text()) if path.is_file() else None
@@ -123,17 +130,17 @@ def _load(model):
     except ImportError as error:
         raise ImportError(f"Hugging Face image models need the transformers package: "
                           f"{_INSTALL_HINT}") from error
-    source = os.fspath(model)
+    saved = saved_folder(model)
+    source = os.fspath(model if saved is None else saved)
     with _quiet(transformers):
         try:
-            try:
-                backbone = transformers.AutoModel.from_pretrained(source, add_pooling_layer=False)
-            except TypeError:  # model types without a pooling layer refuse the argument
-                backbone = transformers.AutoModel.from_pretrained(source)
+            backbone = auto_model(transformers, source, pretrained=saved is None)
         except (OSError, ValueError, KeyError) as error:
             raise ValueError(_load_error(source, error).replace(
                 "and the tokenizer files", "and preprocessor_config.json").replace(
                 "tokenizer.save_pretrained", "image_processor.save_pretrained")) from error
+        if saved is not None:  # loading a saved model: its preprocessing is saved beside it
+            return backbone, None
         try:
             processor = transformers.AutoImageProcessor.from_pretrained(source)
         except (OSError, ValueError, KeyError):

@@ -42,8 +42,9 @@ def save(estimator, path: str | os.PathLike, *, overwrite: bool = False) -> Path
     ------
     PersistenceError
         When a parameter has no safe form (callbacks, a criterion instance, a callable
-        ``augment``, a class defined in a script), the model is not supported yet (Hugging Face
-        models, other estimators), or ``path`` exists. A ``Pipeline``'s skadapt steps are saved
+        ``augment``, a class defined in a script), the estimator is not one of these, or ``path``
+        exists. A Hugging Face model's configuration and tokenizer files are saved too, in a
+        ``huggingface/`` sub-folder. A ``Pipeline``'s skadapt steps are saved
         in sub-folders of this format, its other steps with skops (``pip install
         skadapt[persist]``).
 
@@ -96,13 +97,18 @@ def writers_of(estimator) -> dict[str, Callable[[Path], None]]:
         return kind.writers(estimator, writers_of)
     from sklearn.utils.validation import check_is_fitted
 
+    from skadapt.persistence import _huggingface as huggingface
     from skadapt.persistence._estimators import write_weights
 
     check_is_fitted(estimator, "network_")
     text = json.dumps(kind.describe(estimator), indent=2, allow_nan=True)
     module = kind.weights_module(estimator)
-    return {CONFIG: lambda file: file.write_text(text, encoding="utf-8"),
-            WEIGHTS: lambda file: write_weights(module, file)}
+    writers = {CONFIG: lambda file: file.write_text(text, encoding="utf-8"),
+               WEIGHTS: lambda file: write_weights(module, file)}
+    network_writer = huggingface.writer(estimator.network_)
+    if network_writer is not None:
+        writers[huggingface.HF_FOLDER] = network_writer
+    return writers
 
 
 def load(path: str | os.PathLike, *, trusted: Sequence[str] = ()):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import warnings
+from os import PathLike, fspath
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +35,15 @@ from skadapt.finetune import PretrainedFineTuner, PretrainedFineTunerRegressor
 from skadapt.finetune._validation import ValidationPlan
 from skadapt.networks import Preprocessing, source_of
 from skadapt.persistence._errors import PersistenceError
+from skadapt.persistence._huggingface import HF_SOURCES, architecture
 from skadapt.persistence._values import decode, encode, import_class, import_path
 
 __all__ = ["ESTIMATORS", "decode_params", "decode_preprocessing", "describe", "encode_params",
            "encode_preprocessing", "load_weights", "rebuild", "weights_module", "write_weights"]
 
 ESTIMATORS = {cls.__name__: cls for cls in (PretrainedFineTuner, PretrainedFineTunerRegressor)}
-_NAMED_SOURCES = {"torchvision", "timm"}
+# models referenced by their name (a Hugging Face model's configuration is saved beside it)
+_NAMED_SOURCES = {"torchvision", "timm", *HF_SOURCES}
 # the class each class-valued parameter must subclass when loading
 _PARAMETER_BASES = {"model": nn.Module, "criterion": nn.Module,
                     "optimizer": torch.optim.Optimizer, "iterator_train": DataLoader,
@@ -166,8 +169,8 @@ def _refuse_unrepresentable(params: dict) -> None:
 
 def _encode_model(model):
     source = source_of(model)
-    if source is not None and source.name in _NAMED_SOURCES and isinstance(model, str):
-        return model
+    if source is not None and source.name in _NAMED_SOURCES and isinstance(model, (str, PathLike)):
+        return fspath(model)
     if source is not None and source.name == "module":
         if isinstance(model, type):
             path = import_path(model, "parameter model")
@@ -179,8 +182,8 @@ def _encode_model(model):
     kind = source.name if source is not None else type(model).__name__
     raise PersistenceError(
         f"saving a model of kind {kind!r} ({model!r:.80}) is not implemented yet: skadapt.save "
-        "handles torchvision and timm names and your own nn.Module classes (Hugging Face text and "
-        "image models need their tokenizer and config saved too). Persist it with joblib for now.")
+        "handles torchvision, timm and Hugging Face names and folders and your own nn.Module "
+        "classes. Persist it with joblib for now.")
 
 
 def _check_rebuildable(cls: type, instance: nn.Module | None) -> None:
@@ -227,7 +230,8 @@ def rebuild(config: dict, weights: Path):
     pretrained = estimator.weights
     estimator.weights = None  # the architecture only: the saved state dict replaces its weights
     try:
-        estimator.initialize()
+        with architecture(config, weights.parent, estimator.model):
+            estimator.initialize()
     finally:
         estimator.weights = pretrained
     estimator.network_.preprocessing = decode_preprocessing(config["network"]["preprocessing"])

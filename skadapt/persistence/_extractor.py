@@ -28,6 +28,7 @@ from skadapt.persistence._estimators import (
     load_weights,
     versions,
 )
+from skadapt.persistence._huggingface import architecture
 
 __all__ = ["describe", "rebuild", "weights_module"]
 
@@ -59,7 +60,8 @@ def rebuild(config: dict, weights: Path) -> PretrainedFeatureExtractor:
     if unknown or "computation_" not in fitted:
         raise PersistenceError(f"config.json's fitted state {sorted(fitted)} is not a "
                                "PretrainedFeatureExtractor's: save the model again.")
-    network = resolve_network(extractor.model, None, n_outputs=1, head=extractor.head)
+    with architecture(config, weights.parent, extractor.model):
+        network = resolve_network(extractor.model, None, n_outputs=1, head=extractor.head)
     for name in network.head:
         network.module.set_submodule(name, nn.Identity())
     network.preprocessing = decode_preprocessing(config["network"]["preprocessing"])

@@ -164,14 +164,6 @@ def test_a_network_with_lazy_layers_is_refused(data, tmp_path):
         skadapt.save(clf, tmp_path / "model")
 
 
-def test_hugging_face_models_are_not_implemented_yet(data, tmp_path):
-    # a text model needs its tokenizer and config saved too: refused, not half-saved
-    clf = PretrainedFineTuner(TinyNet, max_epochs=1, random_state=0).fit(*data)
-    clf.set_params(model="sentence-transformers/all-MiniLM-L6-v2")  # what saving reads of it
-    with pytest.raises(PersistenceError, match="'huggingface-text'.* not implemented yet.*joblib"):
-        skadapt.save(clf, tmp_path / "model")
-
-
 def test_other_estimators_are_not_supported_yet(fitted, tmp_path):
     with pytest.raises(PersistenceError, match="saving a GridSearchCV is not supported yet"):
         skadapt.save(GridSearchCV(fitted, {"lr": [0.1]}), tmp_path / "model")
