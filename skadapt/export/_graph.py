@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["graph_module", "numeric_step", "NUMERIC_STEPS"]
+__all__ = ["graph_module", "network_module", "numeric_step", "NUMERIC_STEPS"]
 
 NUMERIC_STEPS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler",
                  "ChannelStandardizer", "'passthrough'")
@@ -102,11 +102,43 @@ class ExportModule(nn.Module):
         return out if self.nonlinearity is None else self.nonlinearity(out)
 
 
+class _Embedder(nn.Module):
+    """A feature extractor's computation: its network (head removed) tapped at ``layer`` and
+    pooled, with the engine ``transform`` uses (tracing records the tensor operations only, so
+    the forward pass stopping after ``layer`` leaves the rest of the network out of the graph)."""
+
+    def __init__(self, module: nn.Module, layer: nn.Module | None, pooling: str,
+                 channels_last: bool):
+        super().__init__()
+        self.module = module
+        self.layer = layer
+        self.pooling = pooling
+        self.channels_last = channels_last
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        from skadapt.networks._embedding import embed
+
+        x = input_ids if attention_mask is None else {"input_ids": input_ids,
+                                                      "attention_mask": attention_mask}
+        return embed(self.module, x, layer=self.layer, pooling=self.pooling,
+                     channels_last=self.channels_last)
+
+
+def network_module(estimator) -> nn.Module:
+    """The fitted network of a fine-tuner or a feature extractor."""
+    return estimator.module_ if hasattr(estimator, "module_") else estimator.network_.module
+
+
 def graph_module(estimator, steps: Sequence[tuple[str, object]]) -> ExportModule:
     """The fitted ``estimator`` (and the pipeline ``steps`` before it) as one module (its
     training flags untouched: the exporter sets inference mode, then restores them)."""
     converted = [numeric_step(name, step) for name, step in steps]
+    texts = estimator.input_kind_ == "texts"
+    if not hasattr(estimator, "module_"):  # a feature extractor: its embeddings
+        pooling = "mean" if estimator.pooling == "avg" else estimator.pooling
+        network = _Embedder(estimator.network_.module, estimator._layer_module(estimator.network_),
+                            pooling, estimator.network_.channels_last)
+        return ExportModule(converted, network, None, texts=texts)
     # what predict_proba applies after the network: softmax for cross-entropy, identity for MSE
     nonlinearity = estimator._get_predict_nonlinearity()
-    texts = estimator.input_kind_ == "texts"
     return ExportModule(converted, estimator.module_, nonlinearity, texts=texts)

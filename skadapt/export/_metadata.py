@@ -4,8 +4,9 @@ The same JSON object is stored twice: in the ONNX file's ``metadata_props`` (key
 so the graph alone is self-describing, and as ``<name>.json`` beside it, for readers without
 ``onnx``. It says:
 
-- ``task``: ``"classification"`` (output ``probabilities``, one column per entry of ``classes``)
-  or ``"regression"`` (output ``values``; ``y_ndim`` 1 means ``predict`` flattens them);
+- ``task``: ``"classification"`` (output ``probabilities``, one column per entry of ``classes``),
+  ``"regression"`` (output ``values``; ``y_ndim`` 1 means ``predict`` flattens them) or
+  ``"embedding"`` (a feature extractor's output ``embeddings``, ``n_features_out`` columns);
 - ``input``: its ``kind`` (``"array"``, ``"images"`` or ``"texts"``), the graph's input names and
   shape (``null`` for the dynamic batch, and for texts the sequence length);
 - ``preprocessing``: for images, what turns an RGB image into the graph's input (resize the

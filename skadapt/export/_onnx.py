@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skadapt.export._graph import graph_module
+from skadapt.export._graph import graph_module, network_module
 from skadapt.export._metadata import (
     FORMAT,
     FORMAT_VERSION,
@@ -34,6 +34,7 @@ from skadapt.export._metadata import (
 __all__ = ["OnnxExport", "export_onnx"]
 
 _DEFAULT_OPSET = 17
+_TASKS = {"probabilities": "classification", "values": "regression", "embeddings": "embedding"}
 _EXAMPLE_TEXTS = ["an example text", "a second, somewhat longer example text"]
 
 
@@ -70,11 +71,14 @@ class OnnxExport:
 
 def export_onnx(estimator, path: str | os.PathLike, *, example=None, quantize: bool = False,
                 check=None, opset: int = _DEFAULT_OPSET) -> OnnxExport:
-    """Export a fitted fine-tuner, or a Pipeline ending in one, as one ONNX graph.
+    """Export a fitted fine-tuner or feature extractor (or a Pipeline ending in one) as one ONNX
+    graph.
 
     The graph takes a batch of any size and returns what ``predict_proba`` returns (a
-    classifier's probabilities, one column per entry of ``classes_``) or what ``predict``
-    returns for a regressor (its values, ``(n, n_outputs)``). The class labels, the input kind
+    classifier's probabilities, one column per entry of ``classes_``), what ``predict``
+    returns for a regressor (its values, ``(n, n_outputs)``), or what ``transform`` returns for
+    a ``PretrainedFeatureExtractor`` (its embeddings, the tapped ``layer`` and the pooling
+    included; what follows the layer is left out of the graph). The class labels, the input kind
     and the preprocessing are stored in the file's metadata and in ``<name>.json`` beside it;
     :class:`OnnxPredictor` reads them back.
 
@@ -90,8 +94,8 @@ def export_onnx(estimator, path: str | os.PathLike, *, example=None, quantize: b
 
     Parameters
     ----------
-    estimator : PretrainedFineTuner, PretrainedFineTunerRegressor or Pipeline
-        Fitted. A Pipeline's last step must be a fine-tuner fitted on arrays, and its other
+    estimator : PretrainedFineTuner, PretrainedFineTunerRegressor, PretrainedFeatureExtractor or Pipeline
+        Fitted. A Pipeline's last step must be one of these fitted on arrays, and its other
         steps numeric scalers.
     path : str or path-like
         Where to write the graph (``.onnx`` is added when the name has no suffix).
@@ -104,7 +108,8 @@ def export_onnx(estimator, path: str | os.PathLike, *, example=None, quantize: b
         different outputs.
     check : tuple (X, y), optional
         With ``quantize=True``: data on which to report the float32 and int8 graphs' scores
-        (``OnnxExport.quantization``).
+        and their largest output difference (``OnnxExport.quantization``; an extractor's
+        embeddings have no score: only the difference, and ``y`` may be None).
     opset : int, default=17
         The ONNX opset.
 
@@ -146,12 +151,13 @@ def export_onnx(estimator, path: str | os.PathLike, *, example=None, quantize: b
     path.parent.mkdir(parents=True, exist_ok=True)
     json_path, tokenizer_path = sidecar_paths(path)
 
+    embedding = not hasattr(finetuner, "module_")
     module = graph_module(finetuner, steps)
     extra = _array_normalization(finetuner) if kind == "array" else None
     if extra is not None:
         module.steps.append(extra)
     args, input_names, axes = _example_inputs(finetuner, module, kind, example, steps)
-    output_name = "probabilities" if classifier else "values"
+    output_name = "embeddings" if embedding else "probabilities" if classifier else "values"
     axes[output_name] = {0: "batch"}
 
     training = {name: sub.training for name, sub in module.named_modules()}
@@ -167,7 +173,7 @@ def export_onnx(estimator, path: str | os.PathLike, *, example=None, quantize: b
         for name, sub in module.named_modules():
             sub.train(training[name])
 
-    metadata = _metadata(finetuner, steps, kind, input_names, args, classifier, opset,
+    metadata = _metadata(finetuner, steps, kind, input_names, args, output_name, opset,
                          tokenizer_path)
     model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
@@ -225,19 +231,24 @@ def _quiet_exporter():
 def _split_pipeline(estimator) -> tuple[list[tuple[str, Any]], Any]:
     from sklearn.pipeline import Pipeline
 
-    from skadapt.finetune import PretrainedFineTuner, PretrainedFineTunerRegressor
+    from skadapt.finetune import (
+        PretrainedFeatureExtractor,
+        PretrainedFineTuner,
+        PretrainedFineTunerRegressor,
+    )
 
     steps: list[tuple[str, Any]] = []
     finetuner = estimator
     if isinstance(estimator, Pipeline):
         steps = list(estimator.steps[:-1])
         finetuner = estimator.steps[-1][1]
-    if not isinstance(finetuner, (PretrainedFineTuner, PretrainedFineTunerRegressor)):
+    if not isinstance(finetuner, (PretrainedFineTuner, PretrainedFineTunerRegressor,
+                                  PretrainedFeatureExtractor)):
         what = "the Pipeline's last step" if steps or isinstance(estimator, Pipeline) else "estimator"
         raise TypeError(f"{what} is a {type(finetuner).__name__}: export_onnx exports a "
-                        "PretrainedFineTuner or PretrainedFineTunerRegressor (or a Pipeline "
-                        "ending in one).")
-    if getattr(finetuner, "module_", None) is None or not hasattr(finetuner, "input_kind_"):
+                        "PretrainedFineTuner, PretrainedFineTunerRegressor or "
+                        "PretrainedFeatureExtractor (or a Pipeline ending in one).")
+    if not hasattr(finetuner, "input_kind_") or getattr(finetuner, "module_", True) is None:
         raise ValueError(f"this {type(finetuner).__name__} is not fitted yet: call fit before "
                          "export_onnx.")
     return steps, finetuner
@@ -271,7 +282,7 @@ def _array_normalization(finetuner):
 
 
 def _example_inputs(finetuner, module, kind, example, steps):
-    device = next(finetuner.module_.parameters()).device
+    device = next(network_module(finetuner).parameters()).device
     axes: dict[str, dict[int, str]] = {}
     if kind == "texts":
         if example is None:
@@ -292,7 +303,7 @@ def _example_inputs(finetuner, module, kind, example, steps):
 
         crop, _, _ = image_sizes(finetuner.network_.preprocessing, finetuner.image_size)
         x = torch.zeros(2, 3, crop, crop)
-    elif finetuner.n_features_in_ is not None:
+    elif getattr(finetuner, "n_features_in_", None) is not None:
         x = torch.zeros(2, finetuner.n_features_in_)
     else:
         x = torch.zeros(2, *_image_array_shape(finetuner))
@@ -320,7 +331,7 @@ def _image_array_shape(finetuner) -> tuple[int, int, int]:
     return conv.in_channels, size, size
 
 
-def _metadata(finetuner, steps, kind, input_names, args, classifier, opset, tokenizer_path):
+def _metadata(finetuner, steps, kind, input_names, args, output, opset, tokenizer_path):
     import skadapt
 
     shape = [None, *args[0].shape[1:]] if kind != "texts" else [None, None]
@@ -328,17 +339,18 @@ def _metadata(finetuner, steps, kind, input_names, args, classifier, opset, toke
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "skadapt_version": skadapt.__version__, "torch_version": torch.__version__,
         "opset": opset, "estimator": type(finetuner).__name__,
-        "task": "classification" if classifier else "regression",
-        "output": "probabilities" if classifier else "values",
+        "task": _TASKS[output], "output": output,
         "input": {"kind": kind, "names": input_names, "shape": [int(s) if s else None
                                                                  for s in shape]},
         "preprocessing": {"steps": [{"name": name, "class": type(step).__name__}
                                     for name, step in steps]},
     }
-    if classifier:
+    if output == "probabilities":
         metadata["classes"] = encode_classes(finetuner.classes_)
-    else:
+    elif output == "values":
         metadata["y_ndim"] = int(finetuner.y_ndim_)
+    else:
+        metadata["n_features_out"] = int(finetuner.n_features_out_)
     if kind == "images":
         metadata["preprocessing"].update(_image_preprocessing(finetuner))
     elif kind == "texts":

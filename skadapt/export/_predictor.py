@@ -21,7 +21,8 @@ __all__ = ["OnnxPredictor"]
 
 
 class OnnxPredictor:
-    """An exported skadapt model, run by onnxruntime, with the estimator's ``predict``.
+    """An exported skadapt model, run by onnxruntime, with the estimator's ``predict`` (or, for a
+    feature extractor, ``transform``).
 
     Parameters
     ----------
@@ -90,6 +91,22 @@ class OnnxPredictor:
         """
         return self._outputs(X)
 
+    @available_if(lambda self: self.metadata["task"] == "embedding")
+    def transform(self, X) -> np.ndarray:
+        """The embeddings of an exported ``PretrainedFeatureExtractor``.
+
+        Parameters
+        ----------
+        X : array-like, image paths, PIL images or texts
+            What the exported extractor's ``transform`` takes.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features_out), float32
+        """
+        return self._outputs(X)
+
+    @available_if(lambda self: self.metadata["task"] != "embedding")
     def predict(self, X) -> np.ndarray:
         """The predicted class labels (classifier) or values (regressor), as the estimator's.
 
@@ -107,6 +124,7 @@ class OnnxPredictor:
         outputs = outputs.astype(np.float64)
         return outputs.ravel() if self.metadata.get("y_ndim") == 1 else outputs
 
+    @available_if(lambda self: self.metadata["task"] != "embedding")
     def score(self, X, y) -> float:
         """Accuracy (classifier) or R² (regressor) on ``X``, ``y``."""
         from sklearn.metrics import accuracy_score, r2_score

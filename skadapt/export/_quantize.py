@@ -27,7 +27,8 @@ def quantize_file(path: Path, check=None) -> tuple[int, dict[str, float] | None]
     if check is not None:
         X, y = check
         float_model = OnnxPredictor(path)
-        before = float_model._outputs(X), float_model.score(X, y)
+        scored = hasattr(float_model, "score")  # not an extractor's embeddings
+        before = float_model._outputs(X), float_model.score(X, y) if scored else None
     descriptor, scratch = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(descriptor)
     try:
@@ -41,9 +42,11 @@ def quantize_file(path: Path, check=None) -> tuple[int, dict[str, float] | None]
         return float_n_bytes, None
     int8_model = OnnxPredictor(path)
     outputs = int8_model._outputs(X)
-    return float_n_bytes, {"float32_score": float(before[1]),
-                           "int8_score": float(int8_model.score(X, y)),
-                           "max_abs_difference": float(np.abs(outputs - before[0]).max())}
+    report = {"max_abs_difference": float(np.abs(outputs - before[0]).max())}
+    if scored:
+        report = {"float32_score": float(before[1]), "int8_score": float(int8_model.score(X, y)),
+                  **report}
+    return float_n_bytes, report
 
 
 def _copy_metadata(source: Path, target: Path) -> None:

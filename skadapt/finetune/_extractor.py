@@ -217,6 +217,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
                                         *maps)
         if inputs.kind == "array" and inputs.items.ndim == 2:
             self.n_features_in_ = inputs.items.shape[1]
+        self.input_kind_ = inputs.kind
         self.n_features_out_ = self._first_embedding(inputs).shape[1]
         return self
 

@@ -124,8 +124,8 @@ def pool(tensor: torch.Tensor, pooling: str = "mean", *, mask: torch.Tensor | No
                              f"features), but this output has shape {tuple(tensor.shape)}: pass "
                              "pooling='mean' or 'max', or a layer that gives token states.")
         return tensor[:, 0]
-    if tensor.ndim <= 2:
-        return tensor.reshape(len(tensor), -1)
+    if tensor.ndim <= 2:  # (not reshape(len(tensor), -1): an ONNX trace would fix the batch size)
+        return tensor.unsqueeze(1) if tensor.ndim == 1 else tensor
     if tensor.ndim == 3:  # (n, tokens, features)
         if mask is not None and mask.shape == tensor.shape[:2]:
             return _masked(tensor, mask.unsqueeze(-1), pooling)

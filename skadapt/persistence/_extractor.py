@@ -32,7 +32,7 @@ from skadapt.persistence._huggingface import architecture
 
 __all__ = ["describe", "rebuild", "weights_module"]
 
-_FITTED = ("n_features_out_", "n_features_in_", "computation_")
+_FITTED = ("n_features_out_", "n_features_in_", "computation_", "input_kind_")
 
 
 def describe(extractor: PretrainedFeatureExtractor) -> dict:

@@ -37,6 +37,23 @@ def test_export_then_predict_a_folder_of_photos_with_onnxruntime(tmp_path):
     np.testing.assert_array_equal(table["prediction"], clf.classes_[expected.argmax(axis=1)])
 
 
+def test_export_a_saved_feature_extractor_then_embed_photos(tmp_path):
+    import skadapt as skadapt_package
+
+    paths = _photo_folder(tmp_path)
+    torch.manual_seed(0)
+    extractor = skadapt_package.PretrainedFeatureExtractor(TinyCNN(), image_size=16,
+                                                           feature_cache=False).fit(paths)
+    skadapt_package.save(extractor, tmp_path / "extractor")
+
+    skadapt("export", "extractor", "extractor.onnx", cwd=tmp_path)
+    skadapt("predict", "extractor.onnx", "photos", "--out", "embeddings.csv", cwd=tmp_path)
+    table = pd.read_csv(tmp_path / "embeddings.csv")
+    assert list(table.columns) == ["input"] + [f"emb{j}" for j in range(extractor.n_features_out_)]
+    expected = extractor.transform([str(tmp_path / name) for name in table["input"]])
+    assert np.abs(table.iloc[:, 1:].to_numpy() - expected).max() <= TOLERANCE
+
+
 def test_export_quantized_regressor_then_predict_a_table(tmp_path):
     X, _ = _tabular()
     torch.manual_seed(0)

@@ -309,3 +309,51 @@ def test_compare_models_reports_onnxruntime_latency_beside_pytorchs():
     assert np.isnan(table.loc["majority", "onnx_latency_ms"])  # not a fine-tuner
     plain = compare_models({"majority": DummyClassifier()}, X, y, cv=2, n_repeats=1)
     assert "onnx_latency_ms" not in plain.columns
+
+
+# --------------------------------------------------------------------------- feature extractors
+def _check_embeddings(extractor, onnx_model, X):
+    for batch in (X[:1], X[:7], X):
+        assert _max_difference(extractor.transform(batch), onnx_model.transform(batch)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("layer, pooling", [(None, "mean"), ("features.0", "max")])
+def test_a_feature_extractor_exports_its_embeddings(layer, pooling, tmp_path):
+    from skadapt import PretrainedFeatureExtractor
+
+    X, _ = color_task(n=12)
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential()
+    cnn.add_module("features", torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 6, 3), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()))
+    cnn.add_module("fc", torch.nn.Linear(6, 10))
+    extractor = PretrainedFeatureExtractor(cnn, layer=layer, pooling=pooling,
+                                           feature_cache=False).fit(X)
+    exported = export_onnx(extractor, tmp_path / "embed.onnx", example=X[:2])
+    onnx_model = OnnxPredictor(exported.path)
+    _check_embeddings(extractor, onnx_model, X)
+    assert exported.metadata["task"] == "embedding"
+    assert exported.metadata["n_features_out"] == extractor.n_features_out_
+    assert not hasattr(onnx_model, "predict") and not hasattr(onnx_model, "classes_")
+
+
+def test_a_vit_feature_extractor_matches_onnxruntime(tmp_path):
+    from skadapt import PretrainedFeatureExtractor
+
+    X = np.random.default_rng(0).normal(size=(9, 3, 32, 32)).astype(np.float32)
+    extractor = PretrainedFeatureExtractor(_small_vit(), feature_cache=False).fit(X)
+    onnx_model = OnnxPredictor(export_onnx(extractor, tmp_path / "vit.onnx").path)
+    _check_embeddings(extractor, onnx_model, X)
+
+
+def test_a_text_feature_extractor_matches_onnxruntime(tiny_bert, tmp_path):
+    from skadapt import PretrainedFeatureExtractor
+
+    texts, _ = sentiment_task(n=9)
+    texts[0] = texts[0] + " and a much longer text than the others, padded by the rest"
+    extractor = PretrainedFeatureExtractor(tiny_bert, feature_cache=False).fit(texts)
+    exported = export_onnx(extractor, tmp_path / "text.onnx", quantize=True, check=(texts, None))
+    assert exported.quantization.keys() == {"max_abs_difference"}
+    float_model = OnnxPredictor(export_onnx(extractor, tmp_path / "float.onnx").path)
+    _check_embeddings(extractor, float_model, texts)
