@@ -25,6 +25,8 @@ _SUBPACKAGE_OF = {
     "LagFeatures": "preprocessing",
     "RowCleaner": "preprocessing",
     "clean_rows": "preprocessing",
+    "AcceleratedFineTuner": "finetune",
+    "AcceleratedFineTunerRegressor": "finetune",
     "PretrainedFeatureExtractor": "finetune",
     "PretrainedFineTuner": "finetune",
     "PretrainedFineTunerRegressor": "finetune",
@@ -66,6 +68,8 @@ if TYPE_CHECKING:  # what type checkers and the API reference read
     from skadapt.evaluation import EvaluationReport, evaluate
     from skadapt.export import OnnxExport, OnnxPredictor, export_onnx
     from skadapt.finetune import (
+        AcceleratedFineTuner,
+        AcceleratedFineTunerRegressor,
         LRFinderResult,
         PretrainedFeatureExtractor,
         PretrainedFineTuner,

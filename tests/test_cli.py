@@ -189,7 +189,8 @@ def test_fit_with_lr_auto_uses_the_range_test_suggestion_and_plots_it(workspace)
     assert model.lr == float(lr) and 1e-7 <= model.lr <= 10
     assert Path(plot) == Path("auto-report") / "lr_find.png"
     assert (workspace / plot).read_bytes().startswith(b"\x89PNG")
-    assert (workspace / "auto-report" / "report.html").is_file()  # the report folder as usual
+    page = (workspace / "auto-report" / "report.html").read_text()  # the report folder as usual
+    assert f"learning-rate range test run before the fits (suggested rate {float(lr):.3g})" in page
 
 
 def test_a_bad_lr_is_a_usage_error_on_one_line(capsys):

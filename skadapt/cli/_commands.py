@@ -7,13 +7,16 @@ library; what it adds is what a terminal needs: progress bars and files on disk.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.utils import _safe_indexing
@@ -23,8 +26,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skadapt.cli._data import Data, read_data
+from skadapt.cli._parallel import parallel_folds
 from skadapt.evaluation import evaluate
-from skadapt.finetune import PretrainedFineTuner, lr_find
+from skadapt.finetune import LRFinderResult, PretrainedFineTuner, lr_find
 from skadapt.networks import default_weights, takes_texts
 from skadapt.persistence import PersistenceError, load, save
 from skadapt.persistence._format import MANIFEST
@@ -108,6 +112,7 @@ def _build_estimator(args, model) -> PretrainedFineTuner:
         on_bad_image="skip" if args.skip_bad_images else "raise",
         num_workers=args.num_workers, device=args.device, random_state=args.random_state,
         checkpoint_dir=getattr(args, "checkpoint_dir", None),
+        cache_dir=_absolute(getattr(args, "cache_dir", None)),
         callbacks=_progress_callbacks(args.quiet))
 
 
@@ -184,19 +189,22 @@ def run_fit(args) -> int:
         raise ValueError("--resume needs --checkpoint-dir: pass the folder of the interrupted "
                          "run.")
     resume = {"resume": True} if args.resume else {}
+    _warn_unused_parallel_options(args)
     estimator = _build_estimator(args, model)
     out, report_dir = Path(args.out), _report_dir(args)
     _check_model_out(out)
     print(f"Fitting {_model_name(model)} on {data.source}", flush=True)
     split = _holdout_split(data, args) if args.holdout and not args.cv else None
+    lr_range_test = None
     if args.lr == "auto":  # on the data the saved model trains on: never the held-out part
         rows = split[0] if split is not None else np.arange(len(data))
-        estimator.set_params(lr=_find_lr(estimator, data, rows, report_dir))
+        lr_range_test = _find_lr(estimator, data, rows, report_dir)
+        estimator.set_params(lr=float(f"{lr_range_test.suggestion:.3g}"))
     report = None
     if args.cv:
         folds = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
         print(f"Cross-validating: {args.cv} folds, then a final fit on all the data", flush=True)
-        report = evaluate(estimator, data.X, data.y, cv=folds, params=resume)
+        report = _cross_validate(estimator, data, folds, resume, args)
         fitted = estimator.fit(data.X, data.y, **resume)
     elif split is not None:
         train, test = split
@@ -211,15 +219,60 @@ def run_fit(args) -> int:
     fitted.initialize_callbacks()
     print(f"Model written to {save_model(fitted, out)}")
     if report is not None:
+        report.lr_finder = lr_range_test  # its curve beside the training curves
         _print_scores(report)
         print(f"Report written to {report.save(report_dir)}")
     return 0
 
 
+def _cross_validate(estimator: PretrainedFineTuner, data: Data, folds, resume: dict, args):
+    """``--cv``: the folds fitted here, in ``--n-jobs`` local processes, or on the Dask cluster
+    of ``--scheduler``; folds fitted in parallel show no progress bars (they would interleave)."""
+    scheduler, n_jobs = getattr(args, "scheduler", None), getattr(args, "n_jobs", None)
+    if scheduler is None and n_jobs in (None, 1):
+        return evaluate(estimator, data.X, data.y, cv=folds, params=resume)
+    quiet = clone(estimator).set_params(callbacks=None)
+    # image files: absolute paths, which workers started in another folder read all the same
+    X = [_absolute(x) for x in data.X] if isinstance(data.X, list) else data.X
+    with parallel_folds(scheduler, n_jobs, upload=_model_files(args.model),
+                        modules=_model_modules(estimator.model)) as jobs:
+        where = (f"the Dask cluster at {scheduler}" if scheduler
+                 else "local processes, one per core" if n_jobs == -1
+                 else f"{n_jobs} local processes")
+        print(f"Fitting the folds on {where}", flush=True)
+        return evaluate(quiet, X, data.y, cv=folds, params=resume, n_jobs=jobs)
+
+
+def _absolute(path):
+    return os.path.abspath(path) if isinstance(path, str) else path
+
+
+def _model_files(spec: str) -> list[Path]:
+    """The Python file of a ``--model file.py:Name``, which the workers of a cluster import."""
+    match = _MODULE_SPEC.match(spec)
+    if match is None or not match.group("source").endswith(".py"):
+        return []
+    return [Path(match.group("source"))]
+
+
+def _model_modules(model) -> list[str]:
+    """The module that defines a ``--model`` class or instance (none for a name)."""
+    if isinstance(model, str):
+        return []
+    return [(model if isinstance(model, type) else type(model)).__module__]
+
+
+def _warn_unused_parallel_options(args) -> None:
+    if not args.cv and (getattr(args, "scheduler", None) or getattr(args, "n_jobs", None)):
+        warnings.warn("--scheduler and --n-jobs spread the folds of --cv; without --cv the "
+                      "model is fitted here.", UserWarning, stacklevel=2)
+
+
 def _find_lr(estimator: PretrainedFineTuner, data: Data, rows: np.ndarray,
-             report_dir: Path) -> float:
-    """``--lr auto``: the rate a learning-rate range test on ``rows`` suggests (3 significant
-    digits, as printed); its plot goes to ``lr_find.png`` in the report folder."""
+             report_dir: Path) -> LRFinderResult:
+    """``--lr auto``: a learning-rate range test on ``rows``, whose suggestion is printed (3
+    significant digits, the rate the fit uses); its plot goes to ``lr_find.png`` in the report
+    folder."""
     print(f"Learning-rate range test on {len(rows)} samples", flush=True)
     result = lr_find(estimator, _safe_indexing(data.X, rows), data.y[rows])
     lr = float(f"{result.suggestion:.3g}")
@@ -233,7 +286,7 @@ def _find_lr(estimator: PretrainedFineTuner, data: Data, rows: np.ndarray,
         plot = f"plot in {report_dir / 'lr_find.png'}"
     print(f"Suggested learning rate: {lr:g} ({result.method}, {len(result.lrs)} steps); {plot}",
           flush=True)
-    return lr
+    return result
 
 
 def _holdout_split(data: Data, args) -> tuple[np.ndarray, np.ndarray]:
@@ -316,7 +369,9 @@ def run_evaluate(args) -> int:
     print(f"Evaluating {args.model} on {data.source}", flush=True)
     # A frozen estimator's fit does nothing: one "fold" that trains on no sample and tests on all.
     everything = (np.arange(0), np.arange(len(data)))
-    report = evaluate(FrozenEstimator(model), data.X, data.y, cv=[everything])
+    report = evaluate(FrozenEstimator(model), data.X, data.y, cv=[everything],
+                      data_name=data.source)
+    report.estimator_name = f"{args.model} ({report.estimator_name})"  # the report's header
     _print_scores(report, what="samples")
     print(f"Report written to {report.save(args.report)}")
     return 0
@@ -335,23 +390,16 @@ def run_predict(args) -> int:
     _check_writable_file(out, "--out")
     chunk = _CHUNK_BATCHES * getattr(model, "batch_size", 32)
     starts = range(0, len(data), chunk)
-    labels, probabilities, embeddings = [], [], []
+    labels, probabilities = [], []
     for start in tqdm(starts, desc="predicting", unit="chunk", disable=args.quiet):
         part = _rows(data.X, start, start + chunk)
         if hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(part))
             probabilities.append(proba)
             labels.append(np.asarray(model.classes_)[proba.argmax(axis=1)])
-        elif hasattr(model, "predict"):
+        else:
             labels.append(np.asarray(model.predict(part)))
-        else:  # a feature extractor: one column per embedding dimension
-            embeddings.append(np.asarray(model.transform(part)))
-    table = pd.DataFrame({"input": data.names})
-    if labels:
-        table["prediction"] = np.concatenate(labels)
-    else:
-        values = np.concatenate(embeddings)
-        table = table.join(pd.DataFrame(values, columns=[f"emb{j}" for j in range(values.shape[1])]))
+    table = pd.DataFrame({"input": data.names, "prediction": np.concatenate(labels)})
     if probabilities:
         proba = np.concatenate(probabilities)
         for j, label in enumerate(model.classes_):

@@ -38,7 +38,6 @@ clear on this task, not a general law.
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -54,7 +53,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from torch import nn
 from torchvision.transforms import v2
 
-from skadapt.evaluation import EvaluationReport, evaluate
+from skadapt.evaluation import EvaluationReport, compare, evaluate
 from skadapt.finetune import PretrainedFineTuner
 from skadapt.preprocessing import ChannelStandardizer
 
@@ -245,7 +244,8 @@ def run_demo(out: str | Path = "skadapt-demo", *, quick: bool = False,
             f"{settings.labels_per_class} labels per class for training in each fold")
         reports = {}
         for name, pipeline in approaches(source[-1].module_, settings).items():
-            reports[name] = evaluate(pipeline, domains.X_target, domains.y_target, cv=splits)
+            reports[name] = evaluate(pipeline, domains.X_target, domains.y_target, cv=splits,
+                                     data_name=_data_name(domains, settings))
             log(f"      {name}: accuracy {_mean(reports[name], 'accuracy'):.3f}")
     results = _results_table(reports)
     _write(out, results, reports, settings, as_is)
@@ -313,6 +313,13 @@ def _folder(name: str) -> str:
     return name.replace(" ", "-")
 
 
+def _data_name(domains: Domains, settings: DemoSettings) -> str:
+    size = settings.image_size
+    return (f"{len(domains.y_target)} target digits ({size}x{size}, faded to "
+            f"{settings.contrast:.0%} contrast, pixel noise of std {settings.noise}), "
+            f"{settings.labels_per_class} labels per class for training in each fold")
+
+
 def _write(out: Path, results: pd.DataFrame, reports: dict[str, EvaluationReport],
            settings: DemoSettings, as_is: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
@@ -320,22 +327,19 @@ def _write(out: Path, results: pd.DataFrame, reports: dict[str, EvaluationReport
         report.save(out / _folder(name))
     results.to_csv(out / "results.csv")
     (out / "results.md").write_text(_markdown(results) + "\n")
-    (out / "index.html").write_text(_index_html(results, settings, as_is))
+    (out / "index.html").write_text(_index_html(reports, results, settings, as_is))
 
 
-def _index_html(results: pd.DataFrame, settings: DemoSettings, as_is: float) -> str:
-    links = "".join(f"<li><a href='{_folder(name)}/report.html'>{html.escape(name)}</a>: scores "
-                    "per fold, confusion matrix, learning curves</li>" for name in results.index)
+def _index_html(reports: dict[str, EvaluationReport], results: pd.DataFrame,
+                settings: DemoSettings, as_is: float) -> str:
+    """The comparison page: the three approaches side by side, linking to each one's report."""
     setup = (f"Source: clean digits, all labelled. Target: the other digits, faded to "
              f"{settings.contrast:.0%} contrast with pixel noise of std {settings.noise}; "
              f"{settings.n_splits}-fold stratified cross-validation, each fold training on "
              f"{settings.labels_per_class} labels per class. The source network as it is scores "
-             f"{as_is:.3f} on the target.")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{padding:4px 8px}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>skadapt demo</title>"
-            f"<style>{style}</style></head><body>\n<h1>skadapt demo: adapting a pretrained CNN to "
-            f"new digits</h1>\n<p>{html.escape(setup)}</p>\n"
-            f"{results.to_html(float_format=lambda v: f'{v:.3f}')}\n"
-            f"<p>{html.escape(_gaps(results))}</p>\n<ul>{links}</ul>\n"
-            "</body></html>\n")
+             f"{as_is:.3f} on the target. {_gaps(results)}")
+    links = {f"{name}: scores, training curves, confusions, calibration, top losses":
+             f"{_folder(name)}/report.html" for name in reports}
+    comparison = compare(reports, ["accuracy", "balanced_accuracy", "f1_macro"])
+    return comparison.to_html(title="skadapt demo: adapting a pretrained CNN to new digits",
+                              intro=setup, links=links)

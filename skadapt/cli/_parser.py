@@ -213,6 +213,10 @@ def _add_fit(commands) -> None:
     tuning.add_argument("--skip-bad-images", action="store_true",
                         help="leave unreadable image files out (with a warning) instead of "
                              "stopping")
+    tuning.add_argument("--cache-dir", metavar="DIR",
+                        help="keep a frozen backbone's features on disk in DIR: later runs, the "
+                             "folds of --cv and the workers of --scheduler (on storage they "
+                             "share) compute each sample's features once")
     tuning.add_argument("--num-workers", type=_non_negative_int, default=0, metavar="N",
                         help="processes decoding images in parallel")
     tuning.add_argument("--device", default="auto",
@@ -233,6 +237,15 @@ def _add_fit(commands) -> None:
     output.add_argument("--cv", type=_cv_folds, default=0, metavar="K",
                         help="report a stratified K-fold cross-validation (K more fits) instead "
                              "of a holdout, then train the saved model on all the data")
+    output.add_argument("--n-jobs", type=_n_jobs, metavar="N",
+                        help="--cv: folds fitted at a time, in local processes or, with "
+                             "--scheduler, on the cluster's workers; -1: as many as there are "
+                             "cores or workers (default: 1, or every worker with --scheduler)")
+    output.add_argument("--scheduler", metavar="ADDRESS",
+                        help="--cv: fit the folds on a Dask cluster, given its scheduler's "
+                             "address (tcp://host:8786) or scheduler file (.json). Needs pip "
+                             "install 'skadapt[dask]'; the workers must read DATA (and "
+                             "--cache-dir) at the same paths")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
     output.add_argument("--checkpoint-dir", metavar="DIR",
                         help="after every epoch, save what resuming an interrupted fit needs in "
@@ -361,6 +374,14 @@ def _holdout_fraction(text: str) -> float:
     value = _float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in [0, 1)")
+    return value
+
+
+def _n_jobs(text: str) -> int:
+    value = _int(text)
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"{text!r}: pass N >= 1 fits at a time, or -1 for as "
+                                         "many as there are cores or workers")
     return value
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
 _PANEL_SIZE = (5.0, 4.5)
 
 
-def _new_figure(n_panels: int):
+def new_figure(size: tuple[float, float] = _PANEL_SIZE) -> Figure:
+    """An empty figure on its own Agg canvas; an ImportError that says how to get matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -26,9 +29,20 @@ def _new_figure(n_panels: int):
         raise ImportError(
             "Plotting an evaluation report needs matplotlib: pip install skadapt[plots]"
         ) from error
-    figure = Figure(figsize=(_PANEL_SIZE[0] * n_panels, _PANEL_SIZE[1]), layout="constrained")
+    figure = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(figure)
-    return figure, figure.subplots(1, n_panels, squeeze=False)[0]
+    return figure
+
+
+def new_grid(nrows: int, ncols: int, panel: tuple[float, float] = _PANEL_SIZE):
+    """A figure of ``nrows`` x ``ncols`` panels of size ``panel`` (inches), and its axes array."""
+    figure = new_figure((panel[0] * ncols, panel[1] * nrows))
+    return figure, figure.subplots(nrows, ncols, squeeze=False)
+
+
+def _new_figure(n_panels: int):
+    figure, axes = new_grid(1, n_panels)
+    return figure, axes[0]
 
 
 def plot_report(report: EvaluationReport) -> Figure:
@@ -102,3 +116,53 @@ def figure_to_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
+
+
+def plot_per_class(report: EvaluationReport) -> Figure:
+    """Precision, recall and F1 of each class as horizontal bars, the support beside each label."""
+    table = report.per_class.drop(index=["macro avg", "weighted avg"], errors="ignore")
+    n = len(table)
+    figure, axes = new_grid(1, 1, panel=(7.0, max(2.2, 0.42 * n * 1.0 + 1.2)))
+    ax = axes[0, 0]
+    positions = np.arange(n)
+    height = 0.27
+    for offset, (metric, color) in enumerate(
+        (("precision", "C0"), ("recall", "C1"), ("f1-score", "C2"))
+    ):
+        ax.barh(positions + (offset - 1) * height, table[metric], height=height, color=color,
+                label=metric)
+    ax.set_yticks(positions, [f"{label} (n={support})" for label, support in
+                              zip(table.index, table["support"])])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("score (pooled out-of-fold predictions)")
+    ax.set_title("Precision, recall and F1 per class")
+    ax.legend(fontsize="small", loc="lower right", framealpha=0.9)
+    ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def plot_roc_pr(report: EvaluationReport) -> Figure:
+    """ROC and precision-recall curves of a binary classifier, from the out-of-fold probabilities
+    of the second class (``classes[1]``, the positive one, as in sklearn)."""
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    from skadapt.evaluation._interpretation import probabilities
+
+    if report.task != "classification" or len(report.classes) != 2:
+        raise ValueError(
+            "ROC and precision-recall curves are drawn for binary classifiers; this report has "
+            f"{'no classes' if report.classes is None else len(report.classes)} classes: read "
+            "per_class and the confusion matrix instead."
+        )
+    positive = report.classes[1]
+    scores = probabilities(report)[:, 1]
+    y_true = report.predictions["y_true"].to_numpy()
+    figure, axes = new_grid(1, 2)
+    RocCurveDisplay.from_predictions(y_true, scores, pos_label=positive, ax=axes[0, 0],
+                                     name="out-of-fold", plot_chance_level=True)
+    axes[0, 0].set_title("ROC curve (out-of-fold)")
+    PrecisionRecallDisplay.from_predictions(y_true, scores, pos_label=positive, ax=axes[0, 1],
+                                            name="out-of-fold", plot_chance_level=True)
+    axes[0, 1].set_title("Precision-recall curve (out-of-fold)")
+    return figure

@@ -7,10 +7,9 @@ fold, so the fold scores, the confusion matrix and the residuals all come from t
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,9 @@ from sklearn.model_selection import cross_validate
 from sklearn.utils import _safe_indexing
 from sklearn.utils.multiclass import type_of_target, unique_labels
 
+from skadapt.evaluation import _html
+from skadapt.evaluation._curves import CURVE_KEYS
+
 _TIMES = ["fit_time", "predict_time"]
 
 
@@ -50,8 +52,10 @@ class EvaluationReport:
         One row per fold: every metric, ``fit_time`` and ``predict_time`` (seconds).
     predictions : pandas.DataFrame
         Every test-fold prediction: ``sample`` (0-based position in ``X``), ``fold``, ``y_true``,
-        ``y_pred``, and ``residual`` (``y_true - y_pred``) for regression. A sample appears once per
-        fold that tests it: exactly once for K-fold splitters.
+        ``y_pred``, then ``proba_<class>`` per class for classifiers with ``predict_proba`` (the
+        fold model's probabilities, from the same pass as ``y_pred``), or ``residual``
+        (``y_true - y_pred``) for regression. A sample appears once per fold that tests it:
+        exactly once for K-fold splitters.
     classes : numpy.ndarray or None
         The labels, in the order of ``confusion_matrix``'s rows and columns.
     confusion_matrix : pandas.DataFrame or None
@@ -60,7 +64,8 @@ class EvaluationReport:
         Precision, recall, F1 and support per class, then their macro and weighted averages.
     learning_curves : pandas.DataFrame or None
         For estimators with a skorch ``history_`` (skadapt's fine-tuners): one row per fold and
-        epoch, with ``train_loss`` and, when recorded, ``valid_loss`` and ``valid_acc``.
+        epoch, with ``train_loss`` and, when recorded, ``valid_loss``, ``valid_acc``,
+        ``train_acc``, ``lr`` (at the epoch's end), ``stage`` and ``n_trainable``.
     training : pandas.DataFrame or None
         How each fold's model was trained, for estimators that record a validation policy
         (skadapt's fine-tuners, alone, at the end of a Pipeline or inside a search): one row per
@@ -72,6 +77,14 @@ class EvaluationReport:
         NaN or None. None when no fold's estimator records a policy (plain sklearn estimators).
     estimators : list
         The fitted estimator of each fold.
+    inputs : object or None
+        The ``X`` that was evaluated (a reference, not a copy), for the thumbnails and texts of
+        :meth:`plot_top_losses` and the HTML report.
+    lr_finder : LRFinderResult or None
+        A learning-rate range test run before the fits (set it: ``report.lr_finder = result``);
+        its curve joins the training curves.
+    estimator_name, data_name, created : str or None
+        What was evaluated, on which data, and when (UTC): the HTML report's header.
 
     Examples
     --------
@@ -95,6 +108,11 @@ class EvaluationReport:
     learning_curves: pd.DataFrame | None = None
     training: pd.DataFrame | None = None
     estimators: list = field(default_factory=list)
+    inputs: Any = None
+    lr_finder: Any = None
+    estimator_name: str | None = None
+    data_name: str | None = None
+    created: str | None = None
 
     @property
     def n_folds(self) -> int:
@@ -156,6 +174,76 @@ class EvaluationReport:
             result["training"] = _training_records(self.training)
         return _plain(result)
 
+    # ------------------------------------------------------------------ interpretation
+    def top_losses(self, k: int | None = 9) -> pd.DataFrame:
+        """The ``k`` out-of-fold predictions with the highest loss, highest first.
+
+        A classifier's loss is the cross-entropy ``-log p(true class)``: columns ``sample``,
+        ``fold``, ``y_true``, ``y_pred``, ``p_pred`` (probability of the prediction), ``p_true``
+        and ``loss``. A regressor's is the squared error (with ``residual``). Classifiers need
+        ``predict_proba``. ``k=None`` ranks every prediction.
+        """
+        from skadapt.evaluation._interpretation import top_losses
+
+        return top_losses(self, k)
+
+    def most_confused(self, min_count: int = 1) -> pd.DataFrame:
+        """Pairs of classes (``true``, ``predicted``) confused ``min_count`` times or more, most
+        frequent first, with ``count`` and ``share_of_true`` (the share of the true class's
+        samples that went that way)."""
+        from skadapt.evaluation._interpretation import most_confused
+
+        return most_confused(self, min_count)
+
+    def calibration(self, n_bins: int = 10) -> pd.DataFrame:
+        """The reliability table: predictions in ``n_bins`` equal-width bins of confidence (the
+        probability of the predicted class), each bin's ``count``, mean ``confidence``,
+        ``accuracy`` and ``gap`` (accuracy - confidence). Empty bins are left out."""
+        from skadapt.evaluation._calibration import reliability_table
+
+        return reliability_table(self, n_bins)
+
+    def expected_calibration_error(self, n_bins: int = 10) -> float:
+        """ECE: the bins' ``|accuracy - confidence|``, weighted by their share of predictions."""
+        from skadapt.evaluation._calibration import expected_calibration_error
+
+        return expected_calibration_error(self, n_bins)
+
+    def plot_top_losses(self, k: int = 9, X: Any = None, ncols: int = 3):
+        """A Figure of the ``k`` highest-loss samples: thumbnails for images (arrays or files),
+        texts otherwise, titled true / predicted / probability / loss. ``X`` defaults to the
+        evaluated ``inputs``."""
+        from skadapt.evaluation._interpretation import plot_top_losses
+
+        return plot_top_losses(self, self.inputs if X is None else X, k, ncols)
+
+    def plot_calibration(self, n_bins: int = 10):
+        """A Figure: the reliability diagram with the ECE, above the histogram of confidences."""
+        from skadapt.evaluation._calibration import plot_reliability
+
+        return plot_reliability(self, n_bins)
+
+    def plot_per_class(self):
+        """A Figure: precision, recall and F1 of every class as bars."""
+        if self.per_class is None:
+            raise ValueError("plot_per_class() is for classifiers: this report is a regressor's.")
+        from skadapt.evaluation._plots import plot_per_class
+
+        return plot_per_class(self)
+
+    def plot_roc_pr(self):
+        """A Figure: the ROC and precision-recall curves of a binary classifier (out of fold)."""
+        from skadapt.evaluation._plots import plot_roc_pr
+
+        return plot_roc_pr(self)
+
+    def plot_training(self):
+        """A Figure: loss, accuracy and learning rate per epoch and fold, the unfreezing epochs
+        and the best (restored) epoch marked, and the learning-rate range test when set."""
+        from skadapt.evaluation._curves import plot_training
+
+        return plot_training(self)
+
     def plot(self):
         """A matplotlib Figure: the confusion matrix (classification) or predicted against true
         values and residuals (regression), and the learning curves when there are some.
@@ -190,44 +278,9 @@ class EvaluationReport:
         return html_path
 
     def _html(self) -> str:
-        tables = [
-            ("Scores: mean and std over folds", self.to_frame()),
-            ("Scores per fold", self.fold_scores),
-        ]
-        if self.training is not None:
-            tables.append(("Training", _training_table(self.training)))
-        if self.per_class is not None:
-            tables += [
-                ("Per class", self.per_class),
-                ("Confusion matrix (rows: true label, columns: predicted)", self.confusion_matrix),
-            ]
-        if self.task == "regression":
-            tables.append(("Residuals (y_true - y_pred)", self._residual_summary()))
-        body = [f"<h1>Evaluation report: {html.escape(self.task)}, {self.n_folds} folds</h1>"]
-        for title, table in tables:
-            body += [
-                f"<h2>{html.escape(title)}</h2>",
-                table.to_html(float_format=lambda v: f"{v:.4g}"),
-            ]
-        body += ["<h2>Figures</h2>", self._figure_html()]
-        style = (
-            "body{font-family:sans-serif;margin:2em}"
-            "table{border-collapse:collapse}td,th{padding:4px 8px}"
-        )
-        return (
-            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Evaluation report</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-        )
+        from skadapt.evaluation._report_html import report_html
 
-    def _figure_html(self) -> str:
-        try:
-            figure = self.plot()
-        except ImportError as error:
-            return f"<p>No figures: {html.escape(str(error))}</p>"
-        from skadapt.evaluation._plots import figure_to_png
-
-        encoded = base64.b64encode(figure_to_png(figure)).decode("ascii")
-        return f"<img alt='evaluation figures' src='data:image/png;base64,{encoded}'>"
+        return report_html(self)
 
     def _residual_summary(self) -> pd.DataFrame:
         return self.predictions["residual"].describe().to_frame("residual")
@@ -247,6 +300,7 @@ def evaluate(
     groups: Any = None,
     params: dict | None = None,
     n_jobs: int | None = None,
+    data_name: str | None = None,
 ) -> EvaluationReport:
     """Cross-validate a classifier or regressor and report every metric that matters for it.
 
@@ -272,6 +326,8 @@ def evaluate(
         Passed to the estimator's ``fit`` (and the splitter), as in ``cross_validate``.
     n_jobs : int, optional
         Folds fitted in parallel.
+    data_name : str, optional
+        What the data are, for the HTML report's header (default: their kind and size).
 
     Returns
     -------
@@ -294,26 +350,33 @@ def evaluate(
         return_indices=True,
         error_score="raise",
     )
+    labels = unique_labels(y_values) if task == "classification" else None
     fold_rows, prediction_frames = [], []
     for fold, (fitted, test) in enumerate(zip(results["estimator"], results["indices"]["test"])):
         X_test, y_test = _safe_indexing(X, test), y_values[test]
         start = time.perf_counter()
-        y_pred = np.asarray(fitted.predict(X_test))
+        y_pred, proba = _predict(fitted, X_test, task)
         predict_time = time.perf_counter() - start
         metrics = (
-            _classification_scores(fitted, X_test, y_test, y_pred)
+            _classification_scores(fitted, X_test, y_test, y_pred, proba)
             if task == "classification"
             else _regression_scores(y_test, y_pred)
         )
         fold_rows.append(
             {**metrics, "fit_time": results["fit_time"][fold], "predict_time": predict_time}
         )
-        prediction_frames.append(
-            pd.DataFrame({"sample": test, "fold": fold, "y_true": y_test, "y_pred": y_pred})
-        )
+        frame = pd.DataFrame({"sample": test, "fold": fold, "y_true": y_test, "y_pred": y_pred})
+        if proba is not None:
+            frame = frame.join(_proba_frame(fitted, proba, labels))
+        prediction_frames.append(frame)
 
     fold_scores = pd.DataFrame(fold_rows).rename_axis("fold").dropna(axis=1, how="all")
     predictions = pd.concat(prediction_frames, ignore_index=True)
+    if task == "classification" and predictions.columns.str.startswith("proba_").any():
+        # a fold without probabilities leaves the others' unusable: all or none
+        proba_columns = [column for column in predictions if column.startswith("proba_")]
+        if predictions[proba_columns].isna().any().any():
+            predictions = predictions.drop(columns=proba_columns)
     report = EvaluationReport(
         task=task,
         fold_scores=fold_scores,
@@ -321,9 +384,13 @@ def evaluate(
         learning_curves=_learning_curves(results["estimator"]),
         training=_training_summary(results["estimator"]),
         estimators=list(results["estimator"]),
+        inputs=X,
+        estimator_name=_estimator_name(estimator),
+        data_name=data_name or _describe_data(X, y_values),
+        created=_html.now(),
     )
     if task == "classification":
-        _add_class_tables(report)
+        _add_class_tables(report, labels)
     else:
         predictions["residual"] = predictions["y_true"] - predictions["y_pred"]
     return report
@@ -331,6 +398,77 @@ def evaluate(
 
 def _no_scoring(estimator, X, y) -> float:
     return 0.0
+
+
+def _predict(fitted, X_test, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """One fold's predictions and, for classifiers with ``predict_proba``, its probabilities.
+
+    A skadapt fine-tuner's ``predict`` is the argmax of its probabilities: it runs the network
+    once, for both. Other classifiers are asked for both (their ``predict`` may differ from the
+    argmax, e.g. SVC).
+    """
+    if task != "classification" or not hasattr(fitted, "predict_proba"):
+        return np.asarray(fitted.predict(X_test)), None
+    proba = np.asarray(fitted.predict_proba(X_test), dtype=float)
+    if _predicts_argmax(fitted):
+        return np.asarray(fitted.classes_)[proba.argmax(axis=1)], proba
+    return np.asarray(fitted.predict(X_test)), proba
+
+
+def _predicts_argmax(fitted) -> bool:
+    classifier = sys.modules.get("skadapt.finetune._classifier")
+    if classifier is None:  # never imported: no fine-tuner here (and no torch import for sklearn)
+        return False
+    PretrainedFineTuner = classifier.PretrainedFineTuner
+    step = fitted
+    while True:
+        inner = getattr(step, "best_estimator_", None) or (
+            getattr(step, "estimator", None) if type(step).__name__ == "FrozenEstimator" else None
+        )
+        if inner is None:
+            break
+        step = inner
+    step = step.steps[-1][1] if hasattr(step, "steps") else step
+    return isinstance(step, PretrainedFineTuner) and (
+        type(step).predict is PretrainedFineTuner.predict
+    )
+
+
+def _proba_frame(fitted, proba: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """``proba_<label>`` for every label of ``y``: 0 for classes the fold's model never saw."""
+    classes = list(getattr(fitted, "classes_", []))
+    if len(classes) != proba.shape[1] or not np.isin(classes, labels).all():
+        return pd.DataFrame({f"proba_{label}": np.nan for label in labels}, index=range(len(proba)))
+    columns = {f"proba_{label}": np.zeros(len(proba)) for label in labels}
+    for i, label in enumerate(classes):
+        columns[f"proba_{label}"] = proba[:, i]
+    return pd.DataFrame(columns)
+
+
+def _estimator_name(estimator) -> str:
+    if hasattr(estimator, "steps"):
+        return " → ".join(type(step).__name__ for _, step in estimator.steps
+                          if step not in (None, "passthrough"))
+    inner = getattr(estimator, "estimator", None)
+    if inner is not None and hasattr(inner, "get_params"):
+        return f"{type(estimator).__name__}({_estimator_name(inner)})"
+    return type(estimator).__name__
+
+
+def _describe_data(X, y: np.ndarray) -> str:
+    n = len(y)
+    if isinstance(X, pd.DataFrame):
+        what = f"a table of {X.shape[1]} columns"
+    elif hasattr(X, "shape") and len(getattr(X, "shape", ())) > 1:
+        what = f"an array of shape {tuple(X.shape)}"
+    elif n and isinstance(_safe_indexing(X, [0])[0], str):
+        first = str(_safe_indexing(X, [0])[0])
+        is_file = Path(first).suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".bmp",
+                                                  ".webp", ".tif", ".tiff")
+        what = "image files" if is_file else "texts"
+    else:
+        what = type(X).__name__
+    return f"{n} samples ({what})"
 
 
 def _task(estimator) -> str:
@@ -358,7 +496,7 @@ def _check_target(task: str, y: np.ndarray) -> None:
         )
 
 
-def _classification_scores(fitted, X_test, y_test, y_pred) -> dict[str, float]:
+def _classification_scores(fitted, X_test, y_test, y_pred, proba=None) -> dict[str, float]:
     scores = {
         "accuracy": accuracy_score(y_test, y_pred),
         "balanced_accuracy": balanced_accuracy_score(y_test, y_pred),
@@ -370,19 +508,22 @@ def _classification_scores(fitted, X_test, y_test, y_pred) -> dict[str, float]:
             ("f1", f1_score),
         ):
             scores[f"{name}_{average}"] = metric(y_test, y_pred, average=average, zero_division=0)
-    scores["roc_auc"] = _roc_auc(fitted, X_test, y_test)
+    scores["roc_auc"] = _roc_auc(fitted, X_test, y_test, proba)
     return scores
 
 
-def _roc_auc(fitted, X_test, y_test) -> float:
+def _roc_auc(fitted, X_test, y_test, proba=None) -> float:
     """ROC AUC of one fold; NaN where undefined (a single class in the fold, a class the fold's
-    model never saw, no scores, or a multiclass model with no probabilities)."""
+    model never saw, no scores, or a multiclass model with no probabilities). ``proba``: the
+    fold's ``predict_proba``, already computed."""
     classes = getattr(fitted, "classes_", None)
     present = np.unique(y_test)
     if classes is None or len(present) < 2 or not np.isin(present, classes).all():
         return math.nan
     if len(classes) == 2:
-        if hasattr(fitted, "predict_proba"):
+        if proba is not None:
+            scores = proba[:, 1]
+        elif hasattr(fitted, "predict_proba"):
             scores = np.asarray(fitted.predict_proba(X_test))[:, 1]
         elif hasattr(fitted, "decision_function"):
             scores = np.asarray(fitted.decision_function(X_test))
@@ -391,7 +532,9 @@ def _roc_auc(fitted, X_test, y_test) -> float:
         return roc_auc_score(y_test == classes[1], scores)
     if not hasattr(fitted, "predict_proba") or len(present) < len(classes):
         return math.nan
-    return roc_auc_score(y_test, fitted.predict_proba(X_test), multi_class="ovr", labels=classes)
+    if proba is None:
+        proba = fitted.predict_proba(X_test)
+    return roc_auc_score(y_test, proba, multi_class="ovr", labels=classes)
 
 
 def _regression_scores(y_test, y_pred) -> dict[str, float]:
@@ -404,9 +547,10 @@ def _regression_scores(y_test, y_pred) -> dict[str, float]:
     }
 
 
-def _add_class_tables(report: EvaluationReport) -> None:
+def _add_class_tables(report: EvaluationReport, labels: np.ndarray) -> None:
+    """The confusion matrix and per-class table over every label of ``y`` (and any predicted)."""
     y_true, y_pred = report.predictions["y_true"], report.predictions["y_pred"]
-    classes = unique_labels(y_true, y_pred)
+    classes = unique_labels(labels, y_pred)
     report.classes = classes
     report.confusion_matrix = pd.DataFrame(
         confusion_matrix(y_true, y_pred, labels=classes),
@@ -439,10 +583,7 @@ def _learning_curves(estimators) -> pd.DataFrame | None:
                 {
                     "fold": fold,
                     "epoch": epoch.get("epoch", position + 1),
-                    **{
-                        key: epoch.get(key, math.nan)
-                        for key in ("train_loss", "valid_loss", "valid_acc")
-                    },
+                    **{key: epoch.get(key, math.nan) for key in CURVE_KEYS},
                 }
             )
     if not rows:

@@ -38,6 +38,9 @@ from skadapt.networks._embedding import tap_one, to_device
 
 __all__ = ["cached_backbone_features", "cached_embeddings", "inference_modes"]
 
+# With a shared cache folder, missing samples are claimed and computed this many batches at a time.
+_CHUNK_BATCHES, _MIN_CHUNK = 32, 256
+
 
 def cached_embeddings(forward: Callable, inputs: Inputs, transform, *,
                       cache: EmbeddingCache | None, computation: str, batch_size: int,
@@ -80,10 +83,10 @@ def cached_embeddings(forward: Callable, inputs: Inputs, transform, *,
         if row is None:
             first_of_key.setdefault(key, index)
     if first_of_key:
-        missing = list(first_of_key.values())
-        computed = run(inputs.subset(missing))
-        fresh = {keys[i]: row.copy() for i, row in zip(missing, computed)}  # copies: no big base
-        cache.put_many(list(fresh), list(fresh.values()))
+        # each missing entry computed once, also across processes sharing the cache's folder
+        fresh = cache.compute_missing(
+            list(first_of_key), lambda wanted: run(inputs.subset([first_of_key[key] for key in wanted])),
+            chunk_size=max(_MIN_CHUNK, _CHUNK_BATCHES * batch_size))
         rows = [fresh[key] if row is None else row for key, row in zip(keys, rows)]
     return np.stack(rows).astype(np.float32, copy=False)
 

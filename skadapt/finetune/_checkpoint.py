@@ -4,7 +4,8 @@ With ``checkpoint_dir`` set, the :class:`EpochCheckpoint` callback writes, at th
 complete epoch, everything a resumed run needs to go on exactly as the uninterrupted one would:
 
 - the network's weights and the optimizer's state (its parameter groups by parameter name, with
-  their base rates, and e.g. AdamW's moments);
+  their base rates, and e.g. AdamW's moments); with ``precision="16-mixed"``, the gradient
+  scaler's state (its current scale and growth counter) beside it;
 - the frozen parameters (the unfreezing stage) and the schedule's position within its stage;
 - skorch's history (so the schedule, which reads the epoch off ``len(history)``, and the scores'
   ``*_best`` flags continue), the scoring callbacks' best scores;
@@ -155,6 +156,9 @@ class EpochCheckpoint(Callback):
         kwargs.pop("lr", None)  # as initialize_optimizer built it: the same defaults
         net.optimizer_ = net.optimizer(groups, lr=net.optimizer_.defaults["lr"], **kwargs)
         net.optimizer_.load_state_dict(state["optimizer"])
+        scaler = getattr(net, "grad_scaler_", None)
+        if scaler is not None and state.get("grad_scaler") is not None:
+            scaler.load_state_dict(state["grad_scaler"])
         net.history_ = History(json.loads(state["history"]))
         self.pending_ = state["callbacks"]
         self.pending_rng_ = state["rng"]
@@ -185,6 +189,7 @@ class EpochCheckpoint(Callback):
     def state_of(self, net) -> dict:
         """Everything a resumed run needs, as tensors, numbers, strings, lists and dicts."""
         names = {id(param): name for name, param in net.module_.named_parameters()}
+        scaler = getattr(net, "grad_scaler_", None)
         return {
             "format": FORMAT,
             "epoch": len(net.history),
@@ -192,6 +197,7 @@ class EpochCheckpoint(Callback):
             "optimizer": net.optimizer_.state_dict(),
             "optimizer_groups": [[group.get("name"), [names[id(p)] for p in group["params"]]]
                                  for group in net.optimizer_.param_groups],
+            "grad_scaler": None if scaler is None else scaler.state_dict(),
             "frozen": sorted(net.frozen_),
             "history": json.dumps(net.history.to_list(), default=_json_default),
             "callbacks": {name: saved for name, callback in net.callbacks_

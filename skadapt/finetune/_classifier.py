@@ -166,7 +166,29 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
     random_state : int, optional
         Seed for initialization, shuffling, augmentation and the validation split.
     device : str, default="auto"
-        ``"auto"``: a GPU when present (with bfloat16 autocast), else the CPU.
+        ``"auto"``: a CUDA GPU when present, else Apple's MPS, else the CPU; or a torch device
+        (``"cpu"``, ``"cuda:1"``, ``"mps"``). On CUDA, batches are pinned in memory and copied
+        without blocking (``iterator_train__pin_memory=False`` turns pinning off).
+    precision : {"auto", "32", "bf16-mixed", "16-mixed"}, default="auto"
+        ``"auto"``: bfloat16 mixed precision on a CUDA GPU, float32 elsewhere (what earlier
+        versions did). ``"bf16-mixed"``: the forward pass under bfloat16 autocast (CUDA, CPU, MPS).
+        ``"16-mixed"``: float16 autocast with gradient scaling (``grad_scaler_``), for GPUs without
+        bfloat16; on the CPU it runs, slowly, with a warning. Weights, gradients and the optimizer
+        stay float32. The cached-features path of a frozen backbone keeps ``"auto"``'s precision.
+    accumulate_grad_batches : int, default=1
+        Batches whose gradients add up to one optimizer step: each batch's loss is divided by
+        their number, so ``k`` batches of ``batch_size`` give (up to float rounding) the step of one
+        batch of ``k * batch_size`` without its memory (except for BatchNorm statistics, taken per
+        batch). The last, partial group of an epoch steps too, on the mean of its batches. The
+        learning-rate schedule counts optimizer steps.
+    channels_last : bool, default=False
+        Convolution weights and 4-D input batches in NHWC memory order, faster with mixed
+        precision on recent GPUs; the results are the same up to float rounding. For image
+        inputs only: other inputs raise a ``ValueError``.
+    compile : bool, default=False
+        Compile the network with ``torch.compile`` (in place: parameter names and saved weights
+        are unchanged); options as ``compile__mode="max-autotune"``, ``compile__backend=...``.
+        The first batches take longer while it compiles.
     criterion, optimizer, callbacks, verbose, **kwargs
         As in skorch (``optimizer__weight_decay=...``, ``callbacks__early_stopping__patience=...``);
         the default criterion is ``CrossEntropyLoss`` and the optimizer ``AdamW``.
@@ -185,6 +207,10 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         ``"full network (<why the cache was not used>)"``.
     training_path_ : str
         Which path ``fit`` took, and why, for reports.
+    precision_ : {"32", "bf16-mixed", "16-mixed"}
+        The precision ``precision`` resolved to on the device of the last fit.
+    grad_scaler_ : torch.amp.GradScaler or None
+        The float16 loss scaler of ``precision="16-mixed"`` (None otherwise).
     checkpoint_path_ : str or None
         The checkpoint file this fit wrote (None without ``checkpoint_dir`` or on the
         cached-features path).

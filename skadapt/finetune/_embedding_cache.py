@@ -9,7 +9,11 @@ least-recently-used store (:class:`MemoryLRU`) bounded in bytes, and optionally 
 - each file carries a checksum of its content and is read back with ``numpy.load(...,
   allow_pickle=False)``: a truncated or corrupted entry fails the check, is deleted, counted in
   ``stats.corrupted`` and recomputed, never trusted;
-- the disk store is not bounded: delete the folder, or call ``clear(disk=True)``, to reclaim it.
+- the disk store is not bounded: delete the folder, or call ``clear(disk=True)``, to reclaim it;
+- :meth:`EmbeddingCache.compute_missing` computes each missing entry in one process only: a
+  process claims the entries it computes with lock files beside them (``_cache_lock.py``), and the
+  others wait for their files instead of computing them too (locks of dead processes expire), so
+  a search spread over the workers of a cluster runs the backbone about once per sample.
 
 The estimators use :func:`shared_cache`: one memory store per process, whose bound is the
 configured one (``skadapt.set_config(cache_memory_mb=...)``; by default 512 MiB, unless the
@@ -23,6 +27,7 @@ import io
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 
 from skadapt._config import DEFAULT_CACHE_MEMORY_MB, cache_memory_bytes
+from skadapt.finetune._cache_lock import Heartbeat, break_if_stale, release, stale_after, try_lock
 from skadapt.finetune._fingerprint import DIGEST_SIZE, FORMAT_VERSION
 
 __all__ = [
@@ -46,6 +52,11 @@ __all__ = [
 DEFAULT_MAX_MEMORY_BYTES = DEFAULT_CACHE_MEMORY_MB * 2**20
 _MAGIC = b"SKEMB001"
 _ENTRY_OVERHEAD_BYTES = 200  # key string, OrderedDict node, array header: counted against the bound
+_FIRST_POLL_S, _MAX_POLL_S = 0.02, 1.0  # waiting for another process's entries: poll, backing off
+# Each round looks at the first this many chunks of what is still missing (claims, reads, stale
+# locks), not at all of it: the other processes claim in the same order, so that is where their
+# work ends first, and a shared file system is not asked about every entry every second.
+_WINDOW_CHUNKS = 8
 
 
 class MemoryLRU:
@@ -144,9 +155,26 @@ class _DiskStore:
     def __init__(self, directory: str | os.PathLike):
         self.root = Path(directory) / FORMAT_VERSION
         self._write_failed = False
+        self._folders: set[Path] = set()  # made already
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.emb"
+
+    def lock_path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.lock"
+
+    @property
+    def can_lock(self) -> bool:
+        return not self._write_failed
+
+    def try_lock(self, key: str) -> bool:
+        """Claim ``key``: False when another process holds its lock; OSError when the folder
+        takes no lock files (read-only, full)."""
+        path = self.lock_path(key)
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)
+        return try_lock(path)
 
     def get(self, key: str) -> tuple[np.ndarray | None, bool]:
         """The entry, or None; and whether a corrupted file was found (and deleted)."""
@@ -187,7 +215,7 @@ class _DiskStore:
         if not self.root.is_dir():
             return
         for entry in self.root.glob("*/*"):
-            if entry.suffix in (".emb", ".tmp"):
+            if entry.suffix in (".emb", ".tmp", ".lock"):
                 _remove_quietly(entry)
 
 
@@ -225,12 +253,17 @@ class CacheStats:
 
     ``hits`` counts lookups answered from memory or disk (``disk_hits`` of them from disk),
     ``misses`` lookups that had to be computed, ``corrupted`` disk entries found damaged.
+    Of the missing entries (:meth:`EmbeddingCache.compute_missing`), ``computed`` were computed
+    by this process and ``waited`` were read from the disk store once another process sharing it
+    had computed them.
     """
 
     hits: int = 0
     misses: int = 0
     disk_hits: int = 0
     corrupted: int = 0
+    computed: int = 0
+    waited: int = 0
 
 
 class EmbeddingCache:
@@ -299,6 +332,125 @@ class EmbeddingCache:
             self.memory.put(key, value)
             if self._disk is not None:
                 self._disk.put(key, value)
+
+    def compute_missing(self, keys: Sequence[str],
+                        compute: Callable[[list[str]], Sequence[np.ndarray]], *,
+                        chunk_size: int = 1024) -> dict[str, np.ndarray]:
+        """Compute and store the values of ``keys`` (missing from the cache), each in one process.
+
+        Without a disk store, ``compute(keys)`` runs once on all of them. With one, several
+        processes may miss the same entries at the same time (the workers of a distributed
+        search); each process claims up to ``chunk_size`` entries nobody else is computing (a
+        lock file per entry), computes those, stores them and releases them, and so on; when
+        all it still needs are claimed by others, it waits for their files. A lock whose process
+        died expires (``_cache_lock.py``), so a dead worker delays the others but never blocks
+        them. When the folder takes no lock files (read-only), this process computes alone.
+
+        Parameters
+        ----------
+        keys : sequence of str
+            Keys missing from the cache (repeats are computed once).
+        compute : callable
+            A list of keys to their values, in the same order (an ``(n, d)`` array or a list).
+        chunk_size : int, default=1024
+            The most entries claimed (and passed to ``compute``) at once.
+
+        Returns
+        -------
+        dict
+            Every key's value.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> cache = EmbeddingCache(cache_dir=tempfile.mkdtemp())
+        >>> values = cache.compute_missing(["k1", "k2"], lambda keys: np.ones((len(keys), 3)))
+        >>> sorted(values), cache.stats.computed
+        (['k1', 'k2'], 2)
+        """
+        pending = list(dict.fromkeys(keys))
+        if self._disk is None or not self._disk.can_lock:
+            return self._compute_and_put(pending, compute)
+        values: dict[str, np.ndarray] = {}
+        timeout = stale_after()
+        delay = _FIRST_POLL_S
+        while pending:
+            window = pending[:_WINDOW_CHUNKS * chunk_size]
+            try:
+                claimed = self._claim(window, chunk_size)
+            except OSError:  # no lock files here: compute the rest without them
+                values.update(self._compute_and_put(pending, compute))
+                break
+            if claimed:
+                values.update(self._compute_claimed(claimed, compute, timeout))
+                delay = _FIRST_POLL_S
+            else:  # all claimed by other processes: wait for their entries, or their locks to go
+                time.sleep(delay)
+                delay = min(2 * delay, _MAX_POLL_S)
+                found = self._read_disk(window)
+                with self._lock:
+                    self.stats.waited += len(found)
+                values.update(found)
+                for key in window:
+                    if key not in found:
+                        break_if_stale(self._disk.lock_path(key), timeout)
+            pending = [key for key in pending if key not in values]
+        return values
+
+    def _claim(self, keys: list[str], most: int) -> list[str]:
+        claimed: list[str] = []
+        try:
+            for key in keys:
+                if len(claimed) == most:
+                    break
+                if self._disk.try_lock(key):
+                    claimed.append(key)
+        except OSError:
+            self._release(claimed)
+            raise
+        return claimed
+
+    def _compute_claimed(self, claimed: list[str], compute, timeout: float) -> dict:
+        try:
+            # written by another process between this one's lookup and its claim?
+            values = self._read_disk(claimed)
+            todo = [key for key in claimed if key not in values]
+            if todo:
+                locks = [self._disk.lock_path(key) for key in todo]
+                with Heartbeat(locks, interval=timeout / 6):
+                    values.update(self._compute_and_put(todo, compute))
+        finally:
+            self._release(claimed)
+        return values
+
+    def _release(self, keys: list[str]) -> None:
+        for key in keys:
+            release(self._disk.lock_path(key))
+
+    def _read_disk(self, keys: list[str]) -> dict[str, np.ndarray]:
+        found, corrupted = {}, 0
+        for key in keys:
+            value, damaged = self._disk.get(key)
+            corrupted += damaged
+            if value is not None:
+                found[key] = value
+                self.memory.put(key, value)
+        if corrupted:
+            with self._lock:
+                self.stats.corrupted += corrupted
+        return found
+
+    def _compute_and_put(self, keys: list[str], compute) -> dict[str, np.ndarray]:
+        if not keys:
+            return {}
+        computed = compute(keys)
+        if len(computed) != len(keys):
+            raise RuntimeError(f"compute gave {len(computed)} values for {len(keys)} keys.")
+        fresh = {key: np.array(row, copy=True) for key, row in zip(keys, computed)}  # no big base
+        self.put_many(list(fresh), list(fresh.values()))
+        with self._lock:
+            self.stats.computed += len(fresh)
+        return fresh
 
     def reset_stats(self) -> None:
         with self._lock:

@@ -15,6 +15,9 @@ lives in overrides of a few well-defined hooks:
 - ``get_split_datasets`` / ``get_dataset`` / ``get_iterator``: any kind of input (``_adapters``), with
   train-time augmentation on the training part only, and the validation policy (``_validation``);
 - ``_set_training``: frozen parts (dropout, drop-path, BatchNorm) stay in inference mode on every batch;
+- ``train_step`` and its parts (``_training_step``): ``precision``, float16 loss scaling and
+  ``accumulate_grad_batches``; ``infer`` runs under the precision's autocast, in
+  ``channels_last`` memory format when asked; ``torch_compile`` compiles in place;
 - the ``fine_tuning`` callback (``_schedule``): staged and gradual unfreezing, learning rates.
 """
 
@@ -53,7 +56,7 @@ from skadapt.finetune._checkpoint import (
 )
 from skadapt.finetune._datasets import InputDataset
 from skadapt.finetune._decoding import find_unreadable
-from skadapt.finetune._device import autocast, resolve_device, seeded
+from skadapt.finetune._device import resolve_device, seeded
 from skadapt.finetune._freezing import apply_freeze, inference_mode_modules, set_inference_mode
 from skadapt.finetune._image_cache import (
     DecodedImageCache,
@@ -62,7 +65,9 @@ from skadapt.finetune._image_cache import (
 )
 from skadapt.finetune._layer_table import layer_table
 from skadapt.finetune._lr_finder import LRFinderResult, lr_find
+from skadapt.finetune._precision import PRECISIONS
 from skadapt.finetune._schedule import FineTuningSchedule, Schedule
+from skadapt.finetune._training_step import TrainingStepMixin
 from skadapt.finetune._transforms import image_sizes, make_transform
 from skadapt.finetune._validation import PlannedEarlyStopping, plan_validation, summarize
 from skadapt.finetune._weights import WeightedDataset, fit_weights, weighted_loss
@@ -73,7 +78,7 @@ _KIND_NAMES = {"array": "numeric arrays", "files": "image files", "pil": "PIL im
 _POSITIVE = [Number(Real, 0, None, closed="neither")]
 
 
-class _PretrainedNet(CachedHeadMixin, NeuralNet):
+class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
     """What the classifier and the regressor share; see ``PretrainedFineTuner`` for the parameters."""
 
     # Each parameter's valid values, checked when fit starts (sklearn's InvalidParameterError).
@@ -120,6 +125,9 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         "num_workers": [Number(Integral, 0, None, closed="left")],
         "random_state": [Number(Integral, None, None, closed="neither"), None],
         "device": [str, torch.device, None],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "accumulate_grad_batches": [Number(Integral, 1, None, closed="left")],
+        "channels_last": ["boolean"],
         "criterion": [type, torch.nn.Module, None],
         "optimizer": [callable],
         "verbose": ["verbose"],
@@ -182,6 +190,10 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         num_workers=0,
         random_state=None,
         device="auto",
+        precision="auto",
+        accumulate_grad_batches=1,
+        channels_last=False,
+        compile=False,
         criterion=None,
         optimizer=torch.optim.AdamW,
         callbacks=None,
@@ -224,12 +236,16 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         self.patience = patience
         self.num_workers = num_workers
         self.random_state = random_state
+        self.precision = precision
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.channels_last = channels_last
         # skorch's own parameters come back through clone() as keyword arguments.
         kwargs.setdefault("module", None)
         kwargs.setdefault("train_split", None)
         super().__init__(
             criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-            batch_size=batch_size, callbacks=callbacks, verbose=verbose, device=device, **kwargs,
+            batch_size=batch_size, callbacks=callbacks, verbose=verbose, device=device,
+            compile=compile, **kwargs,
         )
 
     # ----------------------------------------------------------------- callbacks
@@ -292,6 +308,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         if len(inputs) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {len(inputs)} sample.")
         y = self._check_target(y, len(inputs))
+        self._check_channels_last(inputs)
         weights = fit_weights(y, len(inputs), sample_weight, self._class_weights())
         inputs, y, weights = self._drop_bad_images(inputs, y, weights)
         if resume and self.checkpoint_dir is None:
@@ -337,6 +354,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
                                self.max_epochs)
         self.validation_plan_ = plan
         self._fit_weights = weights
+        self._prepare_precision()
         saver = next((cb for _, cb in self.callbacks_ if isinstance(cb, EpochCheckpoint)), None)
         if saver is not None:
             saver.arm(self, checkpoint, resume_state)
@@ -366,6 +384,7 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         if not self.initialized_:
             return self.fit(X, y, sample_weight=sample_weight, **fit_params)
         inputs = self._check_features(self._adapt(X))
+        self._check_channels_last(inputs)
         y = self._encode_target(check_y(y, len(inputs)))
         weights = fit_weights(y, len(inputs), sample_weight, self._class_weights())
         self._train(inputs, y, weights, **fit_params)
@@ -388,6 +407,17 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
         if isinstance(inputs, Inputs) and inputs.kind == "array":
             check_array_input(self.network_, inputs.items.shape, image_size=self.image_size)
 
+    def _check_channels_last(self, inputs) -> None:
+        """``channels_last=True`` needs 4-D (N, C, H, W) inputs: images or 4-D arrays."""
+        if not self.channels_last or not isinstance(inputs, Inputs):
+            return  # a Dataset of the user's: 4-D batches are converted, others left as they are
+        if inputs.kind in ("files", "pil") or (inputs.kind == "array" and inputs.items.ndim == 4):
+            return
+        shape = (f"arrays of shape {inputs.items.shape}" if inputs.kind == "array"
+                 else _KIND_NAMES[inputs.kind])
+        raise ValueError(f"channels_last=True is a memory format for 4-D image batches (N, C, H, "
+                         f"W), but X holds {shape}: pass channels_last=False.")
+
     def _initialize_with_example(self, inputs: Inputs) -> None:
         """Initialize, able to show the network two samples so that lazy layers get their shapes."""
         self._example_input = partial(self._example_batch, inputs)
@@ -405,7 +435,20 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
 
     def initialize(self):
         self.device_ = resolve_device(self.__dict__["device"])
-        return super().initialize()
+        super().initialize()
+        self.__dict__.pop("grad_scaler_", None)  # a fresh network starts at the initial scale
+        self._prepare_precision(warn=False)
+        return self
+
+    def _on_cuda(self) -> bool:
+        """Whether batches go to a CUDA GPU (then pinned, and copied without blocking)."""
+        device = self.__dict__.get("device_")
+        if device is None:
+            try:
+                device = resolve_device(self.__dict__.get("device"))
+            except ValueError:
+                return False  # validated when fit starts
+        return device.type == "cuda"
 
     # skorch moves tensors to ``self.device``, which must be a real device; the parameter as
     # given ("auto") stays in ``__dict__`` for get_params, clone and pickling.
@@ -435,8 +478,19 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
             self.model, self.weights, n_outputs=self._n_outputs(), head=self.head,
             example_input=getattr(self, "_example_input", None), text_options=self._text_options())
         self.module_ = self.network_.module
+        if self.channels_last:  # 4-D weights (convolutions) in NHWC order; others are unchanged
+            self.module_.to(memory_format=torch.channels_last)
         self.set_frozen(Schedule.of(self).frozen(self.network_, 0))
         return self
+
+    def torch_compile(self, module, name):
+        """``compile=True``: compile the network in place (``nn.Module.compile``, with the
+        ``compile__<name>`` options), so that its parameter names, state dict and layer groups stay
+        those of the uncompiled network. Criteria are not compiled."""
+        if not self.compile or name not in self._modules:
+            return module
+        module.compile(**self.get_params_for("compile"))
+        return module
 
     def initialize_criterion(self):
         criterion = self.criterion or self._default_criterion
@@ -565,6 +619,8 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
             kwargs["batch_size"] = len(dataset)
         if kwargs["num_workers"] > 0:
             kwargs.setdefault("persistent_workers", False)
+        if self._on_cuda():  # page-locked batches copy to the GPU asynchronously (non_blocking)
+            kwargs.setdefault("pin_memory", True)
         network = getattr(self, "network_", None)
         collate = network.collate(self.max_length) if network is not None else None
         if collate is not None:  # text networks tokenize each batch (dynamic padding)
@@ -573,13 +629,19 @@ class _PretrainedNet(CachedHeadMixin, NeuralNet):
 
     # ----------------------------------------------------------------- forward
     def infer(self, x, **fit_params):
+        non_blocking = self._on_cuda()
         if isinstance(x, Mapping):  # tokenized texts: input_ids, attention_mask, ...
-            batch = {key: value.to(self.device_, non_blocking=True) for key, value in x.items()}
-            with autocast(self.device_):
+            batch = {key: value.to(self.device_, non_blocking=non_blocking)
+                     for key, value in x.items()}
+            with self.precision_context():
                 out = self.module_(**batch, **fit_params)
         else:
-            x = x.to(self.device_, non_blocking=True)
-            with autocast(self.device_):
+            if self.channels_last and x.dim() == 4:
+                x = x.to(self.device_, memory_format=torch.channels_last,
+                         non_blocking=non_blocking)
+            else:
+                x = x.to(self.device_, non_blocking=non_blocking)
+            with self.precision_context():
                 out = self.module_(x, **fit_params)
         if isinstance(out, tuple):  # inception/googlenet in train mode return (logits, aux...)
             out = out[0]
