@@ -11,6 +11,8 @@ sentences of one site of ``../shared/data/sentiment_labelled_sentences``:
 
 Both run in this process, one after the other (the cached search first, on an empty cache); the
 table gives both times, their ratio and both searches' best score and ``C`` (target: the same).
+Both load MiniLM through the same per-process network memo (issue 15: loaded and hashed once,
+a fresh copy per fit).
 
     python benchmarks/bench_text_probe_cache.py [--site amazon] [--sentences 500] [--threads 1]
 """
@@ -26,12 +28,14 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_grid_cache import timed_fit  # noqa: E402
 from benchmarks.text_domains import SITES, load_site, minilm_path  # noqa: E402
 from skadapt import PretrainedFeatureExtractor  # noqa: E402
 from skadapt.finetune._embedding_cache import shared_cache  # noqa: E402
+from skadapt.networks._memo import network_memo_info  # noqa: E402
 
 C_VALUES = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 
@@ -51,14 +55,18 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    # BLAS too (sklearn's solvers, numpy): on the shared 2-core machine two spin-waiting OpenBLAS
+    # threads made one LogisticRegression fit 15x slower (0.30 s against 0.02 s)
+    threadpool_limits(args.threads)
     texts, y = load_site(args.site)
     X, y = np.asarray(texts[: args.sentences], dtype=object), y[: args.sentences]
 
     cached = search(cached=True)
     cached_s = timed_fit(cached, X, y)
     stats = shared_cache().stats
-    print(f"done: cached ({stats.misses} sentences embedded, {stats.hits} cache hits)",
-          file=sys.stderr)
+    memo = network_memo_info()
+    print(f"done: cached ({stats.misses} sentences embedded, {stats.hits} cache hits; network "
+          f"memo {memo['hits']} hits, {memo['misses']} misses)", file=sys.stderr)
     uncached = search(cached=False)
     uncached_s = timed_fit(uncached, X, y)
     print("done: uncached", file=sys.stderr)
@@ -66,7 +74,7 @@ def main(argv=None) -> None:
     n_fits = 5 * len(C_VALUES) + 1
     print(f"\nGridSearchCV, 5 folds x {len(C_VALUES)} values of C + refit ({n_fits} fits), "
           f"frozen MiniLM-L6 embeddings + logistic regression, {len(X)} {args.site} sentences, "
-          f"max_length 64, torch threads {torch.get_num_threads()}\n")
+          f"max_length 64, torch and BLAS threads {torch.get_num_threads()}\n")
     print("| search | time (s) | speed-up | best CV accuracy | best C |")
     print("| --- | --- | --- | --- | --- |")
     for label, fitted, seconds in (("uncached (feature_cache=False)", uncached, uncached_s),

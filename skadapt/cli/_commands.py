@@ -390,16 +390,23 @@ def run_predict(args) -> int:
     _check_writable_file(out, "--out")
     chunk = _CHUNK_BATCHES * getattr(model, "batch_size", 32)
     starts = range(0, len(data), chunk)
-    labels, probabilities = [], []
+    labels, probabilities, embeddings = [], [], []
     for start in tqdm(starts, desc="predicting", unit="chunk", disable=args.quiet):
         part = _rows(data.X, start, start + chunk)
         if hasattr(model, "predict_proba"):
             proba = np.asarray(model.predict_proba(part))
             probabilities.append(proba)
             labels.append(np.asarray(model.classes_)[proba.argmax(axis=1)])
-        else:
+        elif hasattr(model, "predict"):
             labels.append(np.asarray(model.predict(part)))
-    table = pd.DataFrame({"input": data.names, "prediction": np.concatenate(labels)})
+        else:  # a feature extractor: one column per embedding dimension
+            embeddings.append(np.asarray(model.transform(part)))
+    table = pd.DataFrame({"input": data.names})
+    if labels:
+        table["prediction"] = np.concatenate(labels)
+    else:
+        values = np.concatenate(embeddings)
+        table = table.join(pd.DataFrame(values, columns=[f"emb{j}" for j in range(values.shape[1])]))
     if probabilities:
         proba = np.concatenate(probabilities)
         for j, label in enumerate(model.classes_):

@@ -27,8 +27,9 @@ def sample(inputs, position: int):
     """The sample at ``position`` of ``inputs`` (arrays, lists, DataFrames, tensors)."""
     if hasattr(inputs, "detach") and hasattr(inputs, "cpu"):  # a torch tensor
         return inputs[position].detach().cpu().numpy()
-    return _safe_indexing(inputs, [position])[0] if not isinstance(inputs, pd.DataFrame) \
-        else inputs.iloc[position]
+    if isinstance(inputs, pd.DataFrame | pd.Series):  # by position, whatever the index
+        return inputs.iloc[position]
+    return _safe_indexing(inputs, [position])[0]
 
 
 def as_image(value) -> Image.Image | None:

@@ -33,6 +33,7 @@ from skadapt.finetune._fingerprint import (
     sample_keys,
     transform_fingerprint,
 )
+from skadapt.finetune._precision import resolve_precision
 from skadapt.networks import ResolvedNetwork
 from skadapt.networks._embedding import tap_one, to_device
 
@@ -105,7 +106,7 @@ def _run(forward, inputs: Inputs, *, transform, batch_size: int, num_workers: in
 
 def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform, *,
                              cache: EmbeddingCache | None, batch_size: int, num_workers: int,
-                             device, collate: Callable | None = None,
+                             device, precision: str = "auto", collate: Callable | None = None,
                              options: str = "") -> torch.Tensor:
     """The input of the network's head for every sample, from the cache or computed once.
 
@@ -125,8 +126,10 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     batch_size, num_workers : int
         Of the DataLoader over the samples missing from the cache.
     device : str or torch.device
-        Where the module is. On CUDA the backbone runs under bfloat16 autocast, as the fine-tuner
-        does; the precision is part of the cache key.
+        Where the module is.
+    precision : {"auto", "32", "bf16-mixed", "16-mixed"}, default="auto"
+        The fine-tuner's ``precision``: the backbone runs under its autocast (``"auto"``:
+        bfloat16 on CUDA, float32 elsewhere); the precision is part of the cache key.
     collate : callable, optional
         The DataLoader's ``collate_fn`` (texts: the tokenizer, see ``TextNetwork.collate``).
     options : str
@@ -155,22 +158,25 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     module = network.module
     head = module.get_submodule(network.head[-1])
     computation = fingerprint(module_fingerprint(module, exclude=network.head), "head-input",
-                              _precision(device), transform_fingerprint(transform), options)
-    forward = partial(_head_input, module, head, device)
+                              _PRECISION_KEYS[resolve_precision(precision, device)],
+                              transform_fingerprint(transform), options)
+    forward = partial(_head_input, module, head, device, precision)
     with inference_modes(module):
         rows = cached_embeddings(forward, inputs, transform, cache=cache, computation=computation,
                                  batch_size=batch_size, num_workers=num_workers, collate=collate)
     return torch.from_numpy(rows)
 
 
-def _head_input(module: nn.Module, head: nn.Module, device: torch.device, x) -> np.ndarray:
-    with torch.inference_mode(), autocast(device):
+def _head_input(module: nn.Module, head: nn.Module, device: torch.device, precision: str,
+                x) -> np.ndarray:
+    with torch.inference_mode(), autocast(device, precision):
         features = tap_one(module, head, to_device(x, device), side="input", what="head")
     return features.float().cpu().numpy()
 
 
-def _precision(device: torch.device) -> str:
-    return "bfloat16-autocast" if device.type == "cuda" else "float32"
+# the precision in the cache key, as it was named before precision was a parameter
+_PRECISION_KEYS = {"32": "float32", "bf16-mixed": "bfloat16-autocast",
+                   "16-mixed": "float16-autocast"}
 
 
 @contextlib.contextmanager

@@ -6,13 +6,20 @@ the whole network equals training its head on the backbone's outputs, computed o
 problem it is (``_probe``) or trained by skorch's loop on the features (``head_solver``).
 ``predict`` on such an estimator reuses the cache too: its backbone is the pretrained one.
 
+Whether the cache applies is checked by running the network on two samples
+(``why_cache_not_applicable``); the answer is remembered per process for the same architecture,
+weights, head and preprocessing (an LRU of 256 answers; ``clear_cacheability_memo`` empties it),
+so a grid search runs that check once, not once per fit.
+
 A mixin of the fine-tuning estimators (``_estimator._PretrainedNet``): it works on the estimator's
 own state (``module_``, ``network_``, ``criterion_``, ``history``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from functools import partial
 
@@ -24,10 +31,23 @@ from skadapt.finetune._adapters import Inputs
 from skadapt.finetune._cacheability import head_only_module, why_cache_not_applicable
 from skadapt.finetune._cached_features import cached_backbone_features
 from skadapt.finetune._embedding_cache import shared_cache
+from skadapt.finetune._fingerprint import fingerprint, module_fingerprint, transform_fingerprint
+from skadapt.finetune._freezing import set_inference_mode
 from skadapt.finetune._validation import ValidationPlan, summarize
 from skadapt.finetune._weights import weighted_loss
 
-__all__ = ["CachedHeadMixin"]
+__all__ = ["CachedHeadMixin", "clear_cacheability_memo"]
+
+# What why_cache_not_applicable answered, by network and input (a few bytes each): an LRU.
+_MAX_CACHEABILITY = 256
+_CACHEABILITY: OrderedDict[str, str | None] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def clear_cacheability_memo() -> None:
+    """Forget what the cacheability checks answered (they run again on the next fit)."""
+    with _LOCK:
+        _CACHEABILITY.clear()
 
 
 class CachedHeadMixin:
@@ -45,7 +65,30 @@ class CachedHeadMixin:
                 self.augment is True or callable(self.augment)
                 or (self.augment == "auto" and inputs.kind != "array")):
             return "train-time augmentation is on"
-        return why_cache_not_applicable(self.network_, partial(self._example_batch, inputs))
+        return self._network_cacheability(inputs)
+
+    def _network_cacheability(self, inputs: Inputs) -> str | None:
+        """:func:`why_cache_not_applicable` for this network and kind of input, checked by running
+        the network on two samples once per process for the same architecture, weights, head and
+        preprocessing (every fit of a grid search asks the same question)."""
+        network = self.network_
+        head = network.module.get_submodule(network.head[-1])
+        shape = inputs.items.shape[1:] if inputs.kind == "array" else ()
+        key = fingerprint(module_fingerprint(network.module, exclude=network.head),
+                          f"heads={network.head!r};{head!r};{type(head).__qualname__}",
+                          f"kind={inputs.kind};shape={tuple(shape)}",
+                          transform_fingerprint(self._transform(inputs.kind, train=False)),
+                          f"max_length={self.max_length}" if inputs.kind == "texts" else "")
+        with _LOCK:
+            if key in _CACHEABILITY:
+                _CACHEABILITY.move_to_end(key)
+                return _CACHEABILITY[key]
+        reason = why_cache_not_applicable(network, partial(self._example_batch, inputs))
+        with _LOCK:
+            _CACHEABILITY[key] = reason
+            while len(_CACHEABILITY) > _MAX_CACHEABILITY:
+                _CACHEABILITY.popitem(last=False)
+        return reason
 
     def _resolve_head_solver(self, reason: str | None) -> str:
         """``"convex"`` or ``"gradient"``: how the head is fitted (see ``head_solver``)."""
@@ -105,7 +148,7 @@ class CachedHeadMixin:
             features = cached_backbone_features(
                 self.network_, inputs, self._transform(inputs.kind, train=False),
                 cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
-                num_workers=self.num_workers, device=self.device_,
+                num_workers=self.num_workers, device=self.device_, precision=self.precision,
                 collate=self.network_.collate(self.max_length) if texts else None,
                 options=f"max_length={self.max_length},pooling={self.pooling}" if texts else "")
         return Inputs(kind="features", items=features.numpy())
@@ -122,7 +165,15 @@ class CachedHeadMixin:
         """Let skorch see only the head (it shares its parameters with the full network)."""
         network = self.module_
         self.module_ = head_only_module(self.network_)
+        # the frozen backbone does not run here: skorch's train()/eval() switches need not put
+        # its parts back in inference mode on every batch (they are, once, on the way out)
+        parts = self.__dict__.get("inference_modules_")
+        if parts is not None:
+            self.inference_modules_ = []
         try:
             yield
         finally:
             self.module_ = network
+            if parts is not None:
+                self.inference_modules_ = parts
+                set_inference_mode(parts)

@@ -10,7 +10,7 @@ each cache entry is keyed by two hashes (blake2b):
   image; a text's characters;
 - a fingerprint of the computation (:func:`fingerprint`), built from
   :func:`module_fingerprint` (every module's class, its ``forward`` bytecode and settings, and
-  every parameter and buffer's bytes: different weights never share entries),
+  the digest of every parameter and buffer's bytes: different weights never share entries),
   :func:`transform_fingerprint` (the pickled preprocessing) and the torch / torchvision /
   Pillow versions.
 """
@@ -29,6 +29,7 @@ import torchvision
 from torch import nn
 
 from skadapt.finetune._adapters import Inputs
+from skadapt.networks._memo import tensor_digest
 
 __all__ = [
     "file_identity",
@@ -81,6 +82,14 @@ def module_fingerprint(module: nn.Module, exclude: Iterable[str] = ()) -> str:
         Equal for two modules with the same classes, settings, ``forward`` bytecode, parameter and
         buffer names, dtypes, shapes and values.
 
+    Notes
+    -----
+    Each tensor's bytes are hashed once per process while the tensor is unchanged
+    (:func:`skadapt.networks._memo.tensor_digest`: same address, same version counter, which every
+    in-place change bumps, same 16 sampled values), and a copy of a memoized network inherits the
+    digests of the tensors it was copied from. So fingerprinting a 90 MB network again costs the
+    walk over its modules, not hashing 90 MB; changed weights are hashed again.
+
     Examples
     --------
     >>> import torch
@@ -103,16 +112,11 @@ def module_fingerprint(module: nn.Module, exclude: Iterable[str] = ()) -> str:
         hasher.update(f"{name}|{cls.__module__}.{cls.__qualname__}|{sub.extra_repr()}|".encode())
         if code is not None:
             hasher.update(code.co_code)
-    for name, tensor in module.state_dict(keep_vars=False).items():
+    for name, tensor in module.state_dict(keep_vars=True).items():
         if kept(name):
             hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-            hasher.update(_tensor_bytes(tensor))
+            hasher.update(tensor_digest(tensor))  # hashed once while the tensor is unchanged
     return hasher.hexdigest()
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
 
 
 def transform_fingerprint(transform: Callable | None) -> str:

@@ -17,6 +17,7 @@ from skadapt.networks._base import (
     check_array_input,
 )
 from skadapt.networks._checkpoints import CHECKPOINT_SUFFIXES, load_checkpoint
+from skadapt.networks._memo import clear_network_memo, network_memo_info, set_network_memo
 from skadapt.networks._registry import (
     default_weights,
     resolve_network,
@@ -33,10 +34,13 @@ __all__ = [
     "ResolvedNetwork",
     "Source",
     "check_array_input",
+    "clear_network_memo",
     "default_weights",
     "load_checkpoint",
+    "network_memo_info",
     "preprocessing_of",
     "resolve_network",
+    "set_network_memo",
     "source_of",
     "sources",
     "standard_preprocessing",

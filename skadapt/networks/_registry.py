@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from skadapt.networks._base import ResolvedNetwork, Source, check_n_outputs
+from skadapt.networks._memo import memoized_resolve, network_key
 
 
 @functools.cache
@@ -94,6 +95,11 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     Returns
     -------
     ResolvedNetwork
+        A new network every call (no two calls share a weight tensor). Pretrained weights are
+        loaded once per process: the network is kept in a small memo keyed by the model and the
+        weights' identity (file path, size and modification time; names; your module's
+        architecture), and each call gets a fresh copy with new heads (see
+        ``skadapt.networks._memo``; ``skadapt.networks._memo.clear_network_memo()`` empties it).
 
     Examples
     --------
@@ -109,5 +115,12 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
             "directory or 'org/name' id, an nn.Module instance or an nn.Module subclass; got a "
             f"{type(model).__name__}."
         )
-    return source.resolve(model, weights, n_outputs=n_outputs, head=head,
-                          example_input=example_input, options=text_options or {})
+    options = text_options or {}
+
+    def build() -> ResolvedNetwork:
+        return source.resolve(model, weights, n_outputs=n_outputs, head=head,
+                              example_input=example_input, options=options)
+
+    key = network_key(source.name, model, weights, n_outputs=n_outputs, head=head,
+                      options=options)
+    return memoized_resolve(build, key, n_outputs)

@@ -176,3 +176,13 @@ def test_per_class_chart_has_three_bars_per_class(multiclass):
     support = report.per_class["support"]
     assert [t.get_text() for t in ax.get_yticklabels()] == [
         f"{label} (n={support[label]})" for label in ("ant", "bee", "wasp")]
+
+
+def test_samples_are_taken_by_position_from_pandas_inputs():
+    # a text column read from a file keeps its row labels: position 0 is not label 0 after a split
+    from skadapt.evaluation._previews import sample
+
+    texts = pd.Series(["first", "second", "third"], index=[10, 11, 12])
+    assert sample(texts, 0) == "first" and sample(texts, 2) == "third"
+    table = pd.DataFrame({"text": ["a", "b"]}, index=[5, 6])
+    assert sample(table, 1)["text"] == "b"

@@ -63,6 +63,17 @@ def test_new_heads_reuse_the_features_and_new_preprocessing_does_not(tiny_checkp
     assert cache.stats.misses == 2 * len(X)
 
 
+def test_the_features_follow_the_precision_and_are_cached_apart(tiny_checkpoint, images):
+    X, _ = images
+    cache = EmbeddingCache()
+    run = dict(cache=cache, batch_size=32, num_workers=0, device="cpu")
+    full = cached_backbone_features(_network(tiny_checkpoint), adapt_inputs(X), None, **run)
+    half = cached_backbone_features(_network(tiny_checkpoint), adapt_inputs(X), None,
+                                    precision="bf16-mixed", **run)
+    assert cache.stats.misses == 2 * len(X)  # bfloat16 features never stand in for float32 ones
+    assert 0 < (half - full).abs().max() < 0.1  # computed under bfloat16 autocast
+
+
 def test_training_flags_are_restored(tiny_checkpoint, images):
     X, _ = images
     network = _network(tiny_checkpoint)

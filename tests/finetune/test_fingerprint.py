@@ -82,3 +82,43 @@ def test_transform_fingerprint_follows_the_preprocessing():
     assert transform_fingerprint(None) != transform_fingerprint(a)
     # not picklable: falls back to repr, which holds the address: never shared, never mixed up
     assert transform_fingerprint(lambda x: x) != transform_fingerprint(lambda x: x + 1)
+
+
+# --------------------------------------------------------------------------- fixed cost per fit
+def test_weights_are_hashed_once_until_they_change_in_place(monkeypatch):
+    from skadapt.networks import _memo
+
+    hashed = []
+    hash_values = _memo._hash_values
+    monkeypatch.setattr(_memo, "_hash_values", lambda t: hashed.append(t) or hash_values(t))
+    torch.manual_seed(0)
+    model = TinyCNN()
+    base = module_fingerprint(model)
+    n_tensors = len(model.state_dict())
+    assert len(hashed) == n_tensors
+    assert module_fingerprint(model) == base and len(hashed) == n_tensors, "not hashed again"
+    with torch.no_grad():
+        model.stage2[0].weight.mul_(1.5)  # an optimizer step or load_state_dict does the same
+    stepped = module_fingerprint(model)
+    assert stepped != base and len(hashed) == n_tensors + 1, "only the changed tensor again"
+    model.stage1[0].weight.data.add_(0.25)  # .data bypasses the version counter
+    assert module_fingerprint(model) not in (base, stepped)
+    model.fc.weight = nn.Parameter(torch.zeros_like(model.fc.weight))  # a new tensor
+    assert module_fingerprint(model, exclude=["fc"]) != module_fingerprint(model)
+
+
+def test_a_checkpoint_rewritten_on_disk_gets_a_new_fingerprint(tmp_path):
+    from skadapt.networks import resolve_network
+
+    path = tmp_path / "tiny.pt"
+    fingerprints = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        torch.save(TinyCNN().state_dict(), path)  # same size: only the times tell
+        stat = os.stat(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + seed * 1_000_000))
+        network = resolve_network(TinyCNN(), weights=path, n_outputs=2)
+        fingerprints.append(module_fingerprint(network.module, exclude=network.head))
+        again = resolve_network(TinyCNN(), weights=path, n_outputs=2)  # from the memo
+        assert module_fingerprint(again.module, exclude=again.head) == fingerprints[-1]
+    assert fingerprints[0] != fingerprints[1]

@@ -1,0 +1,77 @@
+"""What a fit on cached features no longer pays again and again: the cacheability check runs once
+per network and input, and head-only training leaves the frozen backbone alone."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from skadapt import PretrainedFineTuner
+from skadapt.finetune import _cached_head
+from skadapt.finetune._cached_head import clear_cacheability_memo
+from tests.finetune.conftest import TinyCNN, color_task
+
+SETTINGS = dict(freeze="backbone", head_solver="gradient", lr=0.05, max_epochs=1, batch_size=8,
+                validation_fraction=None, random_state=0)
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """The networks the cacheability check ran on."""
+    clear_cacheability_memo()
+    ran = []
+    check = _cached_head.why_cache_not_applicable
+
+    def counting(network, example_input=None):
+        ran.append(network)
+        return check(network, example_input)
+
+    monkeypatch.setattr(_cached_head, "why_cache_not_applicable", counting)
+    yield ran
+    clear_cacheability_memo()
+
+
+def _checkpoint(path, seed):
+    torch.manual_seed(seed)
+    torch.save(TinyCNN().state_dict(), path)
+    return path
+
+
+def test_the_cacheability_check_runs_once_per_network_and_input(tmp_path, checks):
+    X, y = color_task(n=16, size=8)
+    first = _checkpoint(tmp_path / "a.pt", 0)
+    fits = [PretrainedFineTuner(TinyCNN(), weights=first, **SETTINGS).fit(X, y) for _ in range(2)]
+    assert len(checks) == 1
+    assert all(fit.training_path_ == "cached backbone features" for fit in fits)
+    np.testing.assert_array_equal(fits[0].predict_proba(X), fits[1].predict_proba(X))
+    PretrainedFineTuner(TinyCNN(), weights=_checkpoint(tmp_path / "b.pt", 1), **SETTINGS).fit(X, y)
+    assert len(checks) == 2, "other weights: checked again"
+    PretrainedFineTuner(TinyCNN(), weights=first, **SETTINGS).fit(X[:, :, :6, :6], y)
+    assert len(checks) == 3, "other input shape: checked again"
+
+
+def test_an_architecture_the_cache_does_not_fit_is_still_refused_every_fit(checks):
+    class FunctionalDropout(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 32)
+            self.fc = nn.Linear(32, 2)
+
+        def forward(self, x):
+            return self.fc(nn.functional.dropout(torch.relu(self.body(x)), 0.5, self.training))
+
+    X = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    y = np.arange(16) % 2
+    model = FunctionalDropout()
+    for _ in range(2):
+        fit = PretrainedFineTuner(model, **SETTINGS).fit(X, y)
+        assert fit.training_path_.startswith("full network (the backbone computes differently")
+    assert len(checks) == 1
+
+
+def test_frozen_parts_are_in_inference_mode_after_a_head_only_fit(tmp_path):
+    X, y = color_task(n=16, size=8)
+    fit = PretrainedFineTuner(TinyCNN(), weights=_checkpoint(tmp_path / "a.pt", 0),
+                              **SETTINGS).fit(X, y)
+    assert fit.used_feature_cache_ and fit.inference_modules_
+    assert not any(sub.training for part in fit.inference_modules_ for sub in part.modules())
