@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from skadapt.finetune._adapters import Inputs
 from skadapt.finetune._datasets import InputDataset
-from skadapt.finetune._device import autocast
 from skadapt.finetune._embedding_cache import EmbeddingCache
 from skadapt.finetune._fingerprint import (
     fingerprint,
@@ -33,7 +32,7 @@ from skadapt.finetune._fingerprint import (
     sample_keys,
     transform_fingerprint,
 )
-from skadapt.finetune._precision import resolve_precision
+from skadapt.finetune._precision import autocast_for, resolve_precision
 from skadapt.networks import ResolvedNetwork
 from skadapt.networks._embedding import tap_one, to_device
 
@@ -169,7 +168,7 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
 
 def _head_input(module: nn.Module, head: nn.Module, device: torch.device, precision: str,
                 x) -> np.ndarray:
-    with torch.inference_mode(), autocast(device, precision):
+    with torch.inference_mode(), autocast_for(device, precision):
         features = tap_one(module, head, to_device(x, device), side="input", what="head")
     return features.float().cpu().numpy()
 

@@ -1,8 +1,7 @@
 """Where the network runs (device, seed), shared by the estimators.
 
 ``device="auto"`` (or None) is the first available of a CUDA GPU, Apple's MPS and the CPU. How
-precisely it computes there (``precision``) is :mod:`skadapt.finetune._precision`;
-:func:`autocast` stays here for the callers that run a network under the default policy.
+precisely it computes there (``precision``, its autocast) is :mod:`skadapt.finetune._precision`.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-
-from skadapt.finetune._precision import autocast_for
 
 
 def mps_available() -> bool:
@@ -44,12 +41,6 @@ def resolve_device(device) -> torch.device:
     except (RuntimeError, TypeError) as error:
         raise ValueError(f"device={device!r}: pass 'auto', 'cpu', 'cuda', 'cuda:<index>' or "
                          f"'mps' ({error}).") from None
-
-
-def autocast(device: torch.device, precision: str = "auto"):
-    """The autocast context of ``precision`` on ``device`` (``"auto"``: bfloat16 mixed precision on
-    a CUDA GPU, full precision elsewhere)."""
-    return autocast_for(device, precision)
 
 
 @contextlib.contextmanager
