@@ -34,7 +34,7 @@ from skadapt.finetune._device import resolve_device
 from skadapt.finetune._embedding_cache import shared_cache
 from skadapt.finetune._fingerprint import fingerprint, module_fingerprint, transform_fingerprint
 from skadapt.finetune._transforms import make_transform
-from skadapt.networks import ResolvedNetwork, check_array_input, resolve_network, takes_texts
+from skadapt.networks import ResolvedNetwork, check_array_input, inference_network, takes_texts
 from skadapt.networks._embedding import embed, to_device
 
 __all__ = ["PretrainedFeatureExtractor"]
@@ -118,6 +118,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     ----------
     network_ : ResolvedNetwork
         The network, its head replaced by ``nn.Identity``, in inference mode on ``device_``.
+        Read-only: the extractors of the same model, weights and device in one process share it
+        (it is built once, not copied per fit); deep-copy it before changing it.
     n_features_out_ : int
         Embedding size.
     n_features_in_ : int
@@ -198,11 +200,10 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self._check_deprecated_and_combined()
         inputs = self._adapt(X, fitting=True)
         device = resolve_device(self.device)
-        network = resolve_network(self.model, self.weights, n_outputs=1, head=self.head,
-                                  example_input=partial(self._example_batch, inputs))
-        for name in network.head:
-            network.module.set_submodule(name, nn.Identity())
-        network.module.requires_grad_(False).eval().to(device)
+        # shared read-only by the extractors of this model (it never trains): not copied per fit
+        network = inference_network(self.model, self.weights, head=self.head,
+                                    example_input=partial(self._example_batch, inputs),
+                                    device=device)
         self._layer_module(network)  # a wrong layer name fails in fit, not in transform
         if inputs.kind == "array":
             check_array_input(network, inputs.items.shape, image_size=self.image_size)

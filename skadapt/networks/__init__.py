@@ -20,6 +20,7 @@ from skadapt.networks._checkpoints import CHECKPOINT_SUFFIXES, load_checkpoint
 from skadapt.networks._memo import clear_network_memo, network_memo_info, set_network_memo
 from skadapt.networks._registry import (
     default_weights,
+    inference_network,
     resolve_network,
     source_of,
     sources,
@@ -36,6 +37,7 @@ __all__ = [
     "check_array_input",
     "clear_network_memo",
     "default_weights",
+    "inference_network",
     "load_checkpoint",
     "network_memo_info",
     "preprocessing_of",

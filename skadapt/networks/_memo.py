@@ -32,6 +32,15 @@ random generator; the build itself runs with the generator forked (it draws noth
 gives the same result whether its network was built for it (a miss) or copied (a hit). A Hugging
 Face tokenizer is shared between the copies: fits only call it.
 
+Networks for inference only
+---------------------------
+:func:`memoized_inference` serves callers that never train (``PretrainedFeatureExtractor``): the
+network with its heads removed (``nn.Identity``), frozen, in inference mode, on one device, built
+once per key and device and then *shared* by every such caller, not copied (a copy of a 90 MB text
+encoder cost more than the rest of a fit). Sharing is read-only: before handing it out again the
+memo checks every tensor's stamp (see below) against the one taken when it was built, and builds a
+new one when a holder changed its weights in place.
+
 Bound: the :data:`MAX_NETWORKS` (4) most recently used networks whose weights take at most
 :data:`MAX_BYTES` (1 GiB) together; a larger network is not kept. The environment variables
 ``SKADAPT_NETWORK_MEMO_SIZE`` (a number of networks; 0 turns the memo off) and
@@ -73,6 +82,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_NETWORKS",
     "clear_network_memo",
+    "memoized_inference",
     "memoized_resolve",
     "network_memo_info",
     "set_network_memo",
@@ -105,32 +115,44 @@ def _from_environment(name: str, default: int, scale: int = 1) -> int:
 
 
 class _NetworkMemo:
-    """An LRU of resolved networks bounded by a count and by the bytes of their tensors."""
+    """An LRU of resolved networks bounded by a count and by the bytes of their tensors; each
+    entry may carry a seal (the stamps of its tensors, for the shared inference networks)."""
 
     def __init__(self) -> None:
         self.max_networks = _from_environment(SIZE_ENV_VARIABLE, MAX_NETWORKS)
         self.max_bytes = _from_environment(MB_ENV_VARIABLE, MAX_BYTES, scale=2**20) \
             if MB_ENV_VARIABLE in os.environ else MAX_BYTES
-        self.entries: OrderedDict[Hashable, tuple[ResolvedNetwork, int]] = OrderedDict()
+        self.entries: OrderedDict[Hashable, tuple[ResolvedNetwork, int, tuple | None]] = \
+            OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> ResolvedNetwork | None:
+    def get(self, key: Hashable, *, sealed: bool = False) -> ResolvedNetwork | None:
+        """The network kept under ``key``; with ``sealed``, only while its tensors are the ones
+        it was kept with."""
         with _LOCK:
             found = self.entries.get(key)
+        if found is not None and sealed and _seal(found[0].module) != found[2]:
+            with _LOCK:  # a holder changed it in place: build anew
+                if self.entries.get(key) is found:
+                    del self.entries[key]
+            found = None
+        with _LOCK:
             if found is None:
                 self.misses += 1
                 return None
-            self.entries.move_to_end(key)
+            if key in self.entries:
+                self.entries.move_to_end(key)
             self.hits += 1
             return found[0]
 
-    def put(self, key: Hashable, network: ResolvedNetwork) -> None:
+    def put(self, key: Hashable, network: ResolvedNetwork, *, sealed: bool = False) -> None:
         size = _tensor_bytes(network.module)
+        seal = _seal(network.module) if sealed else None
         with _LOCK:
             if self.max_networks <= 0 or size > self.max_bytes:
                 return
-            self.entries[key] = (network, size)
+            self.entries[key] = (network, size, seal)
             self.entries.move_to_end(key)
             self.shrink()
 
@@ -142,7 +164,7 @@ class _NetworkMemo:
 
     @property
     def nbytes(self) -> int:
-        return sum(size for _, size in self.entries.values())
+        return sum(entry[1] for entry in self.entries.values())
 
 
 _NETWORKS = _NetworkMemo()
@@ -235,6 +257,57 @@ def memoized_resolve(build: Callable[[], ResolvedNetwork], key: Hashable | None,
             network = build()
         _NETWORKS.put(key, network)
     return _fresh_copy(network, n_outputs)
+
+
+def memoized_inference(build: Callable[[], ResolvedNetwork], key: Hashable | None,
+                       device: torch.device) -> ResolvedNetwork:
+    """A network for inference only, shared with every caller asking for the same one.
+
+    Parameters
+    ----------
+    build, key
+        As for :func:`memoized_resolve` (``build`` only runs when neither this memo nor the
+        memo of resolved networks holds the network).
+    device : torch.device
+        Where the network runs (part of the key: each device has its own copy).
+
+    Returns
+    -------
+    ResolvedNetwork
+        Its heads replaced by ``nn.Identity``, its weights frozen, in ``eval`` mode, on
+        ``device``. Read-only: callers must not change it (a caller who changes its weights in
+        place is seen by the next call, which builds a new one; the changed network stays with
+        whoever holds it). With ``key=None`` a network of its own.
+    """
+    if key is None or _NETWORKS.max_networks <= 0:
+        return _for_inference(build(), device)
+    shared_key = ("inference", key, str(device))
+    network = _NETWORKS.get(shared_key, sealed=True)
+    if network is not None:
+        return network
+    with _LOCK:
+        known = _NETWORKS.entries.get(key)
+    if known is not None:
+        network = _fresh_copy(known[0], n_outputs=1)
+    else:  # not kept twice: the inference copy is the only one this memo holds
+        with torch.random.fork_rng(devices=[]):
+            network = build()
+    network = _for_inference(network, device)
+    _NETWORKS.put(shared_key, network, sealed=True)
+    return network
+
+
+def _for_inference(network: ResolvedNetwork, device: torch.device) -> ResolvedNetwork:
+    """``network`` with its heads removed, frozen, in inference mode on ``device``."""
+    for name in network.head:
+        network.module.set_submodule(name, nn.Identity())
+    network.module.requires_grad_(False).eval().to(device)
+    return network
+
+
+def _seal(module: nn.Module) -> tuple:
+    """The stamps of a module's tensors: any in-place change (or a tensor replaced) changes it."""
+    return tuple(_stamp(tensor) for tensor in _state_tensors(module))
 
 
 def _fresh_copy(network: ResolvedNetwork, n_outputs: int) -> ResolvedNetwork:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from skadapt.networks._base import ResolvedNetwork, Source, check_n_outputs
-from skadapt.networks._memo import memoized_resolve, network_key
+from skadapt.networks._memo import memoized_inference, memoized_resolve, network_key
 
 
 @functools.cache
@@ -108,6 +108,34 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
     (('fc',), 2)
     """
     check_n_outputs(n_outputs)
+    build, key = _build_and_key(model, weights, n_outputs, head, example_input, text_options)
+    return memoized_resolve(build, key, n_outputs)
+
+
+def inference_network(model, weights=None, head: str | None = None,
+                      example_input: torch.Tensor | Callable[[], torch.Tensor] | None = None,
+                      *, device: torch.device | str = "cpu") -> ResolvedNetwork:
+    """``model`` with ``weights`` for inference only: heads removed, frozen, ``eval``, on ``device``.
+
+    Parameters are those of :func:`resolve_network`. Unlike it, every call for the same model,
+    weights, head and device returns the *same* network (built once per process, then shared,
+    not copied): it is read-only, for callers that never train it. A caller that changes its
+    weights in place keeps the changed network; the next call builds a new one.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> shared = inference_network(net)
+    >>> shared.module[2], shared is inference_network(net)
+    (Identity(), True)
+    """
+    build, key = _build_and_key(model, weights, 1, head, example_input, None)
+    return memoized_inference(build, key, torch.device(device))
+
+
+def _build_and_key(model, weights, n_outputs, head, example_input, text_options):
+    """How the source of ``model`` builds it, and the network memo's key for it."""
     source = source_of(model)
     if source is None:
         raise TypeError(
@@ -121,6 +149,5 @@ def resolve_network(model, weights=None, n_outputs: int = 2, head: str | None = 
         return source.resolve(model, weights, n_outputs=n_outputs, head=head,
                               example_input=example_input, options=options)
 
-    key = network_key(source.name, model, weights, n_outputs=n_outputs, head=head,
-                      options=options)
-    return memoized_resolve(build, key, n_outputs)
+    return build, network_key(source.name, model, weights, n_outputs=n_outputs, head=head,
+                              options=options)

@@ -241,3 +241,49 @@ def test_minilm_is_loaded_and_hashed_once_per_process(monkeypatch):
     assert module_fingerprint(second.module, exclude=second.head) != digest
     assert not torch.equal(first.module.get_parameter(embeddings)[0],
                            second.module.get_parameter(embeddings)[0])
+
+
+def test_inference_networks_are_shared_not_copied(tiny_checkpoint, checkpoint_reads):
+    from skadapt.networks import inference_network
+
+    first = inference_network(TinyCNN(), weights=tiny_checkpoint)
+    assert inference_network(TinyCNN(), weights=tiny_checkpoint) is first
+    assert len(checkpoint_reads) == 1
+    assert isinstance(first.module.get_submodule(first.head[-1]), nn.Identity)
+    assert not first.module.training
+    assert not any(p.requires_grad for p in first.module.parameters())
+    assert network_memo_info()["networks"] == 1, "kept once: no second, trainable copy"
+    # it holds the checkpoint's weights: the same backbone a fine-tuner copies
+    trainable = resolve_network(TinyCNN(), weights=tiny_checkpoint, n_outputs=2)
+    for name, tensor in _backbone(trainable).items():
+        assert torch.equal(first.module.state_dict()[name], tensor), name
+
+
+def test_an_inference_network_changed_in_place_is_not_handed_out_again(tiny_checkpoint):
+    from skadapt.networks import inference_network
+
+    shared = inference_network(TinyCNN(), weights=tiny_checkpoint)
+    pristine = shared.module.stem[0].weight.clone()
+    shared.module.stem[0].weight.data.mul_(2.0)  # through .data: only the values change
+    fresh = inference_network(TinyCNN(), weights=tiny_checkpoint)
+    assert fresh is not shared
+    assert torch.equal(fresh.module.stem[0].weight, pristine)
+    assert inference_network(TinyCNN(), weights=tiny_checkpoint) is fresh
+    with torch.no_grad():
+        fresh.module.stem[0].weight.zero_()  # in place: a new version
+    assert torch.equal(inference_network(TinyCNN(), weights=tiny_checkpoint)
+                       .module.stem[0].weight, pristine)
+
+
+def test_extractors_of_one_model_share_its_network(tiny_checkpoint, checkpoint_reads):
+    from skadapt import PretrainedFeatureExtractor
+
+    X, _ = color_task(n=6, size=8)
+    first, second = (PretrainedFeatureExtractor(TinyCNN(), weights=tiny_checkpoint,
+                                                feature_cache=False).fit(X) for _ in range(2))
+    assert first.network_ is second.network_ and len(checkpoint_reads) == 1
+    set_network_memo(max_networks=0)
+    private = PretrainedFeatureExtractor(TinyCNN(), weights=tiny_checkpoint,
+                                         feature_cache=False).fit(X)
+    assert private.network_ is not first.network_
+    np.testing.assert_array_equal(first.transform(X), private.transform(X))
