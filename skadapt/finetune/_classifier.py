@@ -40,7 +40,8 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
         A torchvision classification model name (``"resnet18"``, ``"vit_b_16"``...), a timm
         model ``"timm/<name>"`` or ``"timm/<name>.<pretrained tag>"`` (needs
         ``pip install skadapt[timm]``), your own module (instance or class, e.g. a network
-        pretrained on your source domain), a Hugging Face image model (ViT, DINOv2, ConvNeXt: a
+        pretrained on your source domain; an instance is never changed: each fit trains a copy,
+        and ``clone`` shares it), a Hugging Face image model (ViT, DINOv2, ConvNeXt: a
         local folder with its ``preprocessor_config.json``), or a Hugging Face text encoder (BERT
         family): a local directory holding ``config.json``, the weights and the tokenizer files,
         or a hub id ``"org/name"``. With a text model ``X`` is texts and the layer groups are the embeddings

@@ -54,6 +54,7 @@ from skadapt.finetune._checkpoint import (
     checkpoint_key,
     load_checkpoint,
 )
+from skadapt.finetune._clone import clone_sharing_model
 from skadapt.finetune._datasets import InputDataset
 from skadapt.finetune._decoding import find_unreadable
 from skadapt.finetune._device import resolve_device, seeded
@@ -465,6 +466,9 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
     @device.setter
     def device(self, value) -> None:
         self.__dict__["device"] = value
+
+    def __sklearn_clone__(self):
+        return clone_sharing_model(self)  # the pretrained module is read, never changed
 
     def get_params(self, deep=True, **kwargs):
         params = super().get_params(deep=deep, **kwargs)

@@ -29,6 +29,7 @@ from torch import nn
 from skadapt._constraints import Number
 from skadapt.finetune._adapters import Inputs, adapt_for
 from skadapt.finetune._cached_features import cached_embeddings
+from skadapt.finetune._clone import clone_sharing_model
 from skadapt.finetune._datasets import InputDataset
 from skadapt.finetune._device import resolve_device
 from skadapt.finetune._embedding_cache import shared_cache
@@ -59,9 +60,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     model : str, torch.nn.Module or type
         As for ``PretrainedFineTuner``: a torchvision classification model name, a timm model
         ``"timm/<name>"`` (the embedding is timm's pre-logits features), your own module
-        (instance, deep-copied, or class) whose head is its last ``nn.Linear`` (or ``head=``), or
-        a Hugging Face text encoder (a local directory or an ``"org/name"`` id; ``X`` is then
-        texts, and ``pip install skadapt[text]`` is needed).
+        (an instance, never changed and shared by ``clone``, or a class) whose head is its last
+        ``nn.Linear`` (or ``head=``), or a Hugging Face text encoder (a local directory or an
+        ``"org/name"`` id; ``X`` is then texts, and ``pip install skadapt[text]`` is needed).
     weights : str, path or None, default=None
         ``"DEFAULT"`` or a torchvision weights name, a checkpoint path, or None (the module's own
         weights; random for names). For timm names ``"DEFAULT"`` is timm's pretrained weights.
@@ -239,6 +240,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         if inputs.kind == "array":
             check_array_input(self.network_, inputs.items.shape, image_size=self.image_size)
         return self._embed(inputs)
+
+    def __sklearn_clone__(self):
+        return clone_sharing_model(self)  # the pretrained module is read, never changed
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,6 +1,7 @@
 """The per-process memo of resolved networks: loaded once per model and weights, a fresh copy
 every call, and a new network as soon as the file or the module changes."""
 
+import copy
 import os
 
 import numpy as np
@@ -112,11 +113,9 @@ def test_a_rewritten_checkpoint_is_read_again(tiny_checkpoint, checkpoint_reads)
     assert torch.equal(network.module.stem[0].weight, replaced.stem[0].weight)
 
 
-def test_the_copies_sklearn_clone_makes_share_the_entry(tiny_checkpoint, checkpoint_reads):
+def test_deep_copies_of_a_module_share_the_entry(tiny_checkpoint, checkpoint_reads):
     model = TinyCNN()
-    estimator = PretrainedFineTuner(model, weights=tiny_checkpoint)
-    for copy_of_model in (clone(estimator).model, clone(estimator).model):
-        assert copy_of_model is not model
+    for copy_of_model in (copy.deepcopy(model), copy.deepcopy(model)):
         resolve_network(copy_of_model, weights=tiny_checkpoint, n_outputs=2)
     assert len(checkpoint_reads) == 1
 
@@ -287,3 +286,24 @@ def test_extractors_of_one_model_share_its_network(tiny_checkpoint, checkpoint_r
                                          feature_cache=False).fit(X)
     assert private.network_ is not first.network_
     np.testing.assert_array_equal(first.transform(X), private.transform(X))
+
+
+@pytest.mark.parametrize("estimator_class", ["PretrainedFineTuner", "PretrainedFeatureExtractor"])
+def test_clone_shares_the_model_which_fits_never_change(estimator_class, tiny_checkpoint):
+    import skadapt
+
+    model = TinyCNN()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    estimator = getattr(skadapt, estimator_class)(model, weights=tiny_checkpoint, batch_size=4)
+    estimator.set_output(transform="pandas") if estimator_class.endswith("Extractor") else None
+    twin = clone(estimator)
+    assert twin.model is model and twin.batch_size == 4
+    assert twin.get_params(deep=False).keys() == estimator.get_params(deep=False).keys()
+    X, y = color_task(n=8, size=8)
+    if estimator_class.endswith("Extractor"):
+        assert list(twin.fit_transform(X).columns[:2]) == ["emb0", "emb1"], "set_output kept"
+    else:
+        clone(twin).set_params(freeze="none", max_epochs=1, lr=0.5,
+                               validation_fraction=None).fit(X, y)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), f"{name} changed"
