@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from skadapt._environment import environment_number
 
 __all__ = ["config_context", "get_config", "set_config"]
 
@@ -145,14 +146,5 @@ def _check_memory_mb(value) -> float:
 
 
 def _environment_memory_bytes() -> int:
-    value = os.environ.get(CACHE_MEMORY_ENV_VARIABLE)
-    if value is None:
-        return DEFAULT_CACHE_MEMORY_MB * _MIB
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = -1
-    if limit < 0:
-        raise ValueError(f"{CACHE_MEMORY_ENV_VARIABLE}={value!r}: set it to a number of bytes >= 0 "
-                         "(0 keeps nothing in memory).")
-    return limit
+    return environment_number(CACHE_MEMORY_ENV_VARIABLE, DEFAULT_CACHE_MEMORY_MB * _MIB,
+                              unit="bytes", integer=True, zero="0 keeps nothing in memory")

@@ -44,7 +44,6 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from skadapt.finetune._classifier import PretrainedFineTuner
 from skadapt.finetune._regressor import PretrainedFineTunerRegressor
-from skadapt.finetune._schedule import FineTuningSchedule
 
 __all__ = ["AcceleratedFineTuner", "AcceleratedFineTunerRegressor"]
 
@@ -57,27 +56,6 @@ _ACCELERATE_CONSTRAINTS = {
 
 
 _PRECISION_OF = {"no": "32", "bf16": "bf16-mixed", "fp16": "16-mixed"}
-
-
-class ShardedFineTuningSchedule(FineTuningSchedule):
-    """The fine-tuning schedule counted in the optimizer steps of one process: an epoch over ``n``
-    samples is ``ceil(n / (batch_size x processes))`` batches per process (as one process counts
-    its global batches), and the rate moves once per group of the accelerator's
-    ``gradient_accumulation_steps`` batches."""
-
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        super().on_epoch_begin(net, dataset_train=dataset_train, **kwargs)
-        batches = net._batches_per_process(len(dataset_train))
-        self.steps_per_epoch_ = math.ceil(batches / net._batches_per_step())
-        self.accelerated_batch_ = 0
-
-    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        if not training:
-            return
-        starts_step = self.accelerated_batch_ % net._batches_per_step() == 0
-        self.accelerated_batch_ += 1
-        if starts_step:  # within a group of accumulated batches: one step, one rate
-            super().on_batch_begin(net, batch=batch, training=training, **kwargs)
 
 
 class GatheredEpochScoring(EpochScoring):
@@ -256,17 +234,10 @@ class _AcceleratedNet(AccelerateMixin):
                 "data-parallel.")
         super()._fit_head_on_cached_features(inputs, y, weights, **fit_params)
 
-    @property
-    def _default_callbacks(self):
-        return [(name, ShardedFineTuningSchedule() if name == "fine_tuning" else callback)
-                for name, callback in super()._default_callbacks]
-
-    def _batches_per_process(self, n_samples: int) -> int:
+    def _batches_in_epoch(self, n_samples: int) -> int:
         """How many batches of an epoch over ``n_samples`` each process runs (accelerate's
         ``BatchSamplerShard`` with ``even_batches``: the global batch is padded to all processes)."""
-        size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
-        size = n_samples if size == -1 else size
-        n_batches = math.ceil(n_samples / size)
+        n_batches = super()._batches_in_epoch(n_samples)
         if getattr(self.accelerator, "split_batches", False):
             return n_batches  # batch_size is the global batch, split over the processes
         return math.ceil(n_batches / self._n_processes())

@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from skadapt._environment import environment_number
+
 __all__ = ["STALE_AFTER_ENV_VARIABLE", "Heartbeat", "break_if_stale", "is_stale", "release",
            "stale_after", "try_lock"]
 
@@ -41,16 +43,7 @@ _HOST = socket.gethostname()
 
 def stale_after() -> float:
     """Seconds after which an untouched lock is stale: ``SKADAPT_CACHE_LOCK_STALE_S``, else 120."""
-    text = os.environ.get(STALE_AFTER_ENV_VARIABLE)
-    if text is None:
-        return DEFAULT_STALE_AFTER_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(f"{STALE_AFTER_ENV_VARIABLE}={text!r}: pass a number of seconds > 0.")
-    return value
+    return environment_number(STALE_AFTER_ENV_VARIABLE, DEFAULT_STALE_AFTER_S, unit="seconds")
 
 
 def try_lock(path: Path) -> bool:

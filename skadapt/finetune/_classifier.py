@@ -22,6 +22,7 @@ from skorch.callbacks import EpochScoring
 
 from skadapt.finetune._estimator import _PretrainedNet, check_y
 from skadapt.finetune._probe import solve_classifier_head
+from skadapt.finetune._train_accuracy import TrainingAccuracy
 from skadapt.finetune._weights import target_of
 
 __all__ = ["PretrainedFineTuner"]
@@ -246,11 +247,12 @@ class PretrainedFineTuner(ClassifierMixin, _PretrainedNet):
     _solve_head = staticmethod(solve_classifier_head)
 
     def _scoring_callbacks(self):
+        train = [("train_acc", TrainingAccuracy())]
         if self.validation_fraction is None:
-            return []
-        return [("valid_acc", EpochScoring(_encoded_accuracy, name="valid_acc",
-                                           lower_is_better=False, use_caching=True,
-                                           target_extractor=_target_numpy))]
+            return train
+        return [*train, ("valid_acc", EpochScoring(_encoded_accuracy, name="valid_acc",
+                                                   lower_is_better=False, use_caching=True,
+                                                   target_extractor=_target_numpy))]
 
     def _class_weights(self):
         if not isinstance(self.class_weight, Mapping):

@@ -24,6 +24,7 @@ lives in overrides of a few well-defined hooks:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -266,6 +267,15 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
 
     def _scoring_callbacks(self):
         return []
+
+    def _batches_in_epoch(self, n_samples: int) -> int:
+        """Training batches in an epoch over ``n_samples`` (what the schedule counts)."""
+        size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
+        return math.ceil(n_samples / (n_samples if size == -1 else size))
+
+    def _batches_per_step(self) -> int:
+        """Training batches per optimizer step."""
+        return self.accumulate_grad_batches
 
     # ----------------------------------------------------------------- validation
     def _validate_params(self) -> None:

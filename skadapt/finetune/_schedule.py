@@ -94,8 +94,10 @@ class FineTuningSchedule(Callback):
     epoch, set every group's learning rate at each optimizer step (each training batch, or the
     first batch of each group of ``accumulate_grad_batches``).
 
-    Everything it changes is logged in the history (``n_trainable``, ``stage``, ``lr``; and
-    ``train_acc`` for classifiers) so a user can see which stage ran when.
+    Everything it changes is logged in the history (``n_trainable``, ``stage``, ``lr``) so a user
+    can see which stage ran when. Batches and optimizer steps are counted as the estimator says
+    (``net._batches_in_epoch``, ``net._batches_per_step``: an accelerated fit counts those of one
+    process, and its accelerator's gradient accumulation).
     """
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
@@ -106,8 +108,8 @@ class FineTuningSchedule(Callback):
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
         epoch = len(net.history) - 1
         # the rate moves once per optimizer step: every accumulate_grad_batches batches
-        batches = math.ceil(len(dataset_train) / _batch_size(net, dataset_train))
-        self.steps_per_epoch_ = math.ceil(batches / _accumulated(net))
+        batches = net._batches_in_epoch(len(dataset_train))
+        self.steps_per_epoch_ = math.ceil(batches / net._batches_per_step())
         self.batch_in_epoch_ = 0
         if epoch == self.schedule_.stage(epoch)[0]:
             self.stage_step_ = 0
@@ -117,12 +119,11 @@ class FineTuningSchedule(Callback):
             sync_optimizer(net.optimizer_, self.schedule_.parameter_groups(net.network_, epoch))
         net.history.record("n_trainable", net.n_trainable_parameters())
         net.history.record("stage", 1 if self.schedule_.stage(epoch)[0] == 0 else 2)
-        self.correct_, self.seen_ = 0, 0
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         if not training:
             return
-        starts_step = self.batch_in_epoch_ % _accumulated(net) == 0
+        starts_step = self.batch_in_epoch_ % net._batches_per_step() == 0
         self.batch_in_epoch_ += 1
         if not starts_step:  # within a group of accumulated batches: one step, one rate
             return
@@ -133,24 +134,6 @@ class FineTuningSchedule(Callback):
             group["lr"] = group.get("base_lr", group["lr"]) * factor
         self.stage_step_ += 1
 
-    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
-        target = batch[1]["target"] if isinstance(batch[1], dict) else batch[1]
-        if training and getattr(y_pred, "ndim", 0) == 2 and not target.is_floating_point():
-            self.correct_ += int((y_pred.argmax(1).cpu() == target.cpu()).sum())
-            self.seen_ += len(target)
-
     def on_epoch_end(self, net, **kwargs):
         groups = net.optimizer_.param_groups
         net.history.record("lr", groups[0]["lr"] if groups else 0.0)
-        if self.seen_:  # accuracy on the training batches as they were trained, like train_loss
-            net.history.record("train_acc", self.correct_ / self.seen_)
-
-
-def _accumulated(net) -> int:
-    """Batches per optimizer step."""
-    return getattr(net, "accumulate_grad_batches", 1)
-
-
-def _batch_size(net, dataset) -> int:
-    size = net.get_params_for("iterator_train").get("batch_size", net.batch_size)
-    return len(dataset) if size == -1 else size

@@ -75,6 +75,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from skadapt._environment import environment_number
 from skadapt.networks._base import ResolvedNetwork, replace_heads
 from skadapt.networks._saved_architecture import saved_folder
 
@@ -99,29 +100,15 @@ _DIGEST_SIZE = 16
 _LOCK = threading.RLock()
 
 
-def _from_environment(name: str, default: int, scale: int = 1) -> int:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a number: set it to a number >= 0, or unset "
-                         "it for the default.") from None
-    if number < 0:
-        raise ValueError(f"{name}={value!r} is negative: set it to a number >= 0 (0 turns the "
-                         "memo off).")
-    return int(number * scale)
-
-
 class _NetworkMemo:
     """An LRU of resolved networks bounded by a count and by the bytes of their tensors; each
     entry may carry a seal (the stamps of its tensors, for the shared inference networks)."""
 
     def __init__(self) -> None:
-        self.max_networks = _from_environment(SIZE_ENV_VARIABLE, MAX_NETWORKS)
-        self.max_bytes = _from_environment(MB_ENV_VARIABLE, MAX_BYTES, scale=2**20) \
-            if MB_ENV_VARIABLE in os.environ else MAX_BYTES
+        self.max_networks = environment_number(SIZE_ENV_VARIABLE, MAX_NETWORKS, unit="networks",
+                                               integer=True, zero="0 turns the memo off")
+        self.max_bytes = int(environment_number(MB_ENV_VARIABLE, MAX_BYTES / 2**20, unit="MiB",
+                                                zero="0 keeps no network") * 2**20)
         self.entries: OrderedDict[Hashable, tuple[ResolvedNetwork, int, tuple | None]] = \
             OrderedDict()
         self.hits = 0

@@ -173,7 +173,7 @@ def test_the_schedule_counts_the_batches_each_process_runs(n_samples, batch_size
     size = n_samples if batch_size == -1 else batch_size
     batches = torch.utils.data.BatchSampler(range(n_samples), size, drop_last=False)
     shards = [len(BatchSamplerShard(batches, num_processes=2, process_index=i)) for i in (0, 1)]
-    assert clf._batches_per_process(n_samples) == shards[0] == shards[1]
+    assert clf._batches_in_epoch(n_samples) == shards[0] == shards[1]
 
 
 # --------------------------------------------------------------------------- refused
