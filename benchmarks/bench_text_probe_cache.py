@@ -15,8 +15,9 @@ sentences of one site of ``../shared/data/sentiment_labelled_sentences``:
 All three run in this process, one after the other (the cached search first, on an empty cache),
 after an untimed warm-up on four sentences of another site (caches off, the memo cleared after),
 so that none pays the process's imports and first calls; the table gives their times, the ratios
-to the uncached search and each search's best score and ``C`` (target: the same). skadapt's searches load MiniLM through the per-process network memo (issue
-15: loaded and hashed once; the extractors share it read-only).
+to the uncached search and each search's best score and ``C`` (target: the same). skadapt's
+searches load MiniLM through the per-process network memo (issue 15: loaded and hashed once; the
+extractors share it read-only).
 
     python benchmarks/bench_text_probe_cache.py [--site amazon] [--sentences 500] [--threads 1]
 """
