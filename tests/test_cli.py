@@ -22,6 +22,7 @@ from PIL import Image
 import skadapt as skadapt_package
 from skadapt.cli import build_parser, main
 from skadapt.cli._commands import _check_model_out, save_model
+from tests.finetune.images import colour_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = '''
@@ -66,14 +67,8 @@ def workspace(tmp_path_factory):
     """An image folder, a CSV of image paths, a CSV of features, a network module, checkpoints."""
     root = tmp_path_factory.mktemp("cli")
     rng = np.random.default_rng(0)
-    rows = []
-    for label, channel in (("red", 0), ("blue", 2)):
-        (root / "photos" / label).mkdir(parents=True)
-        for i in range(12):
-            pixels = rng.integers(0, 100, size=(16, 16, 3), dtype=np.uint8)
-            pixels[..., channel] += 150
-            Image.fromarray(pixels).save(root / "photos" / label / f"{i}.png")
-            rows.append({"file": f"photos/{label}/{i}.png", "label": label})
+    rows = [{"file": path.relative_to(root).as_posix(), "label": label}
+            for path, label in colour_folder(root / "photos", 12, 16, rng)]
     pd.DataFrame(rows).to_csv(root / "images.csv", index=False)
     X = rng.normal(size=(40, 3))
     labels = np.where(X[:, 0] > 0, "up", "down")
@@ -383,12 +378,8 @@ def test_the_readme_commands_run_with_weights_from_the_torch_hub_cache(tmp_path)
     torch.save(torchvision.models.resnet18().state_dict(), hub / url.rsplit("/", 1)[-1])
     rng = np.random.default_rng(0)
     for folder, per_class in (("photos", 10), ("test_photos", 3), ("new_photos", 2)):
-        for label, channel in (("ants", 0), ("bees", 2)):
-            (tmp_path / folder / label).mkdir(parents=True)
-            for i in range(per_class):
-                pixels = rng.integers(0, 100, size=(40, 40, 3), dtype=np.uint8)
-                pixels[..., channel] += 150
-                Image.fromarray(pixels).save(tmp_path / folder / label / f"{i}.jpg")
+        colour_folder(tmp_path / folder, per_class, 40, rng, labels=("ants", "bees"),
+                      suffix="jpg")
     _run_blocks(blocks, tmp_path, "README.md", TORCH_HOME=str(tmp_path / "torch-home"))
     assert (tmp_path / "model" / "manifest.json").is_file()  # the safe format by default
     model = skadapt_package.load(tmp_path / "model")

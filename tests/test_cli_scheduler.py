@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from skadapt.cli import _commands, _parallel, build_parser, main
 from skadapt.cli._parallel import connect, parallel_folds
+from tests.finetune.images import colour_folder
 from tests.model_selection import dask_helpers
 
 NETS = '''
@@ -36,12 +36,7 @@ def mlp():
 def workspace(tmp_path, monkeypatch):
     """An image folder of two colours and the network's file, in a fresh working directory."""
     rng = np.random.default_rng(0)
-    for label, channel in (("red", 0), ("blue", 2)):
-        (tmp_path / "photos" / label).mkdir(parents=True)
-        for i in range(8):
-            pixels = rng.integers(0, 100, size=(8, 8, 3), dtype=np.uint8)
-            pixels[..., channel] += 150
-            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{i}.png")
+    colour_folder(tmp_path / "photos", 8, 8, rng)
     X = rng.normal(size=(16, 3))
     pd.DataFrame(X, columns=["a", "b", "c"]).assign(label=np.where(X[:, 0] > 0, "up", "down")) \
         .to_csv(tmp_path / "table.csv", index=False)

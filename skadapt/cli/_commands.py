@@ -199,7 +199,6 @@ def run_fit(args) -> int:
     if args.lr == "auto":  # on the data the saved model trains on: never the held-out part
         rows = split[0] if split is not None else np.arange(len(data))
         lr_range_test = _find_lr(estimator, data, rows, report_dir)
-        estimator.set_params(lr=float(f"{lr_range_test.suggestion:.3g}"))
     report = None
     if args.cv:
         folds = StratifiedKFold(args.cv, shuffle=True, random_state=args.random_state)
@@ -270,8 +269,8 @@ def _warn_unused_parallel_options(args) -> None:
 
 def _find_lr(estimator: PretrainedFineTuner, data: Data, rows: np.ndarray,
              report_dir: Path) -> LRFinderResult:
-    """``--lr auto``: a learning-rate range test on ``rows``, whose suggestion is printed (3
-    significant digits, the rate the fit uses); its plot goes to ``lr_find.png`` in the report
+    """``--lr auto``: a learning-rate range test on ``rows``; its suggestion (3 significant
+    digits, as printed) becomes the estimator's ``lr``, its plot ``lr_find.png`` in the report
     folder."""
     print(f"Learning-rate range test on {len(rows)} samples", flush=True)
     result = lr_find(estimator, _safe_indexing(data.X, rows), data.y[rows])
@@ -286,6 +285,7 @@ def _find_lr(estimator: PretrainedFineTuner, data: Data, rows: np.ndarray,
         plot = f"plot in {report_dir / 'lr_find.png'}"
     print(f"Suggested learning rate: {lr:g} ({result.method}, {len(result.lrs)} steps); {plot}",
           flush=True)
+    estimator.set_params(lr=lr)
     return result
 
 

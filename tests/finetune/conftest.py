@@ -23,6 +23,19 @@ class TinyCNN(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
+class FunctionalDropout(nn.Module):
+    """Dropout called as a function in ``forward``: no submodule to put in inference mode, so the
+    frozen backbone computes differently in training mode and its features cannot be cached."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 32)
+        self.fc = nn.Linear(32, 2)
+
+    def forward(self, x):
+        return self.fc(nn.functional.dropout(torch.relu(self.body(x)), 0.5, self.training))
+
+
 def _stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),

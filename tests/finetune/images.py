@@ -50,3 +50,20 @@ def bad_files(tmp_path, image_files) -> dict[str, str]:
     text = tmp_path / "notes.jpg"
     text.write_text("this is not an image")
     return {"truncated.jpg": str(truncated), "notes.jpg": str(text)}
+
+
+def colour_folder(folder: Path, per_class: int, size: int, rng: np.random.Generator,
+                  labels=("red", "blue"), suffix: str = "png") -> list[tuple[Path, str]]:
+    """An image folder of two classes told apart by colour: ``folder/<label>/<i>.<suffix>``, a
+    noisy square with the first label's red channel or the second's blue one raised. Returns
+    each file and its label, in the order written."""
+    written = []
+    for label, channel in zip(labels, (0, 2)):
+        (folder / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 100, size=(size, size, 3), dtype=np.uint8)
+            pixels[..., channel] += 150
+            path = folder / label / f"{i}.{suffix}"
+            Image.fromarray(pixels).save(path)
+            written.append((path, label))
+    return written

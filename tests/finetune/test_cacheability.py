@@ -4,12 +4,11 @@ import re
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from skadapt.finetune._cacheability import cache_applicable, why_cache_not_applicable
 from skadapt.networks import resolve_network
-from tests.finetune.conftest import TinyCNN
+from tests.finetune.conftest import FunctionalDropout, TinyCNN
 
 
 def _network(checkpoint, n_outputs=2):
@@ -26,16 +25,6 @@ class _AfterHead(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.relu(self.body(x))) * 2
-
-
-class _FunctionalDropout(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Linear(4, 32)
-        self.fc = nn.Linear(32, 2)
-
-    def forward(self, x):
-        return self.fc(F.dropout(torch.relu(self.body(x)), 0.5, self.training))
 
 
 class _CountsInTraining(nn.Module):
@@ -97,7 +86,7 @@ def test_squeezenets_conv_head_is_not_cacheable():
 
 @pytest.mark.parametrize("module, match", [
     (_AfterHead(), "not its head's"),
-    (_FunctionalDropout(), "computes differently in training mode"),
+    (FunctionalDropout(), "computes differently in training mode"),
 ])
 def test_running_an_example_finds_what_the_structure_hides(module, match):
     network = _resolved(module)

@@ -4,12 +4,11 @@ per network and input, and head-only training leaves the frozen backbone alone."
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from skadapt import PretrainedFineTuner
 from skadapt.finetune import _cached_head
 from skadapt.finetune._cached_head import clear_cacheability_memo
-from tests.finetune.conftest import TinyCNN, color_task
+from tests.finetune.conftest import FunctionalDropout, TinyCNN, color_task
 
 SETTINGS = dict(freeze="backbone", head_solver="gradient", lr=0.05, max_epochs=1, batch_size=8,
                 validation_fraction=None, random_state=0)
@@ -51,15 +50,6 @@ def test_the_cacheability_check_runs_once_per_network_and_input(tmp_path, checks
 
 
 def test_an_architecture_the_cache_does_not_fit_is_still_refused_every_fit(checks):
-    class FunctionalDropout(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Linear(4, 32)
-            self.fc = nn.Linear(32, 2)
-
-        def forward(self, x):
-            return self.fc(nn.functional.dropout(torch.relu(self.body(x)), 0.5, self.training))
-
     X = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
     y = np.arange(16) % 2
     model = FunctionalDropout()
