@@ -224,7 +224,7 @@ class _AcceleratedNet(AccelerateMixin):
         _forget(self.accelerator, "_models", wrapped)
         self.module_ = self.accelerator.prepare(self.module_)
 
-    def _fit_head_on_cached_features(self, inputs, y, weights, **fit_params) -> None:
+    def _fit_head_on_cached_features(self, inputs, y, weights, *, backbone, **fit_params) -> None:
         if self._n_processes() > 1:
             raise ValueError(
                 f"this fit would train only the head, on cached features of the frozen backbone "
@@ -232,7 +232,7 @@ class _AcceleratedNet(AccelerateMixin):
                 f"nothing from {self._n_processes()} processes: fit it in a single process (plain "
                 "python), or pass feature_cache=False (or unfreeze_at=...) to train the whole network "
                 "data-parallel.")
-        super()._fit_head_on_cached_features(inputs, y, weights, **fit_params)
+        super()._fit_head_on_cached_features(inputs, y, weights, backbone=backbone, **fit_params)
 
     def _batches_in_epoch(self, n_samples: int) -> int:
         """How many batches of an epoch over ``n_samples`` each process runs (accelerate's

@@ -106,7 +106,7 @@ def _run(forward, inputs: Inputs, *, transform, batch_size: int, num_workers: in
 def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform, *,
                              cache: EmbeddingCache | None, batch_size: int, num_workers: int,
                              device, precision: str = "auto", collate: Callable | None = None,
-                             options: str = "") -> torch.Tensor:
+                             options: str = "", backbone: str | None = None) -> torch.Tensor:
     """The input of the network's head for every sample, from the cache or computed once.
 
     Parameters
@@ -134,6 +134,9 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     options : str
         Whatever else decides the features and belongs in the cache key (texts: ``max_length``
         and the pooling).
+    backbone : str, optional
+        ``module_fingerprint(network.module, exclude=network.head)``, when the caller has just
+        computed it (computed here otherwise).
 
     Returns
     -------
@@ -156,7 +159,9 @@ def cached_backbone_features(network: ResolvedNetwork, inputs: Inputs, transform
     device = torch.device(device)
     module = network.module
     head = module.get_submodule(network.head[-1])
-    computation = fingerprint(module_fingerprint(module, exclude=network.head), "head-input",
+    if backbone is None:
+        backbone = module_fingerprint(module, exclude=network.head)
+    computation = fingerprint(backbone, "head-input",
                               _PRECISION_KEYS[resolve_precision(precision, device)],
                               transform_fingerprint(transform), options)
     forward = partial(_head_input, module, head, device, precision)

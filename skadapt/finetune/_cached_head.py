@@ -53,28 +53,31 @@ def clear_cacheability_memo() -> None:
 class CachedHeadMixin:
     """Fit and predict through cached backbone features when that is the same computation."""
 
-    def _why_not_cached(self, inputs: Inputs) -> str | None:
-        """Why the frozen backbone's features cannot be computed once for this fit, or None."""
+    def _why_not_cached(self, inputs: Inputs) -> tuple[str | None, str | None]:
+        """Why the frozen backbone's features cannot be computed once for this fit (or None), and
+        the backbone's :func:`module_fingerprint` when it was computed to decide."""
         if self.feature_cache is False:
-            return "feature_cache=False"
+            return "feature_cache=False", None
         if self.freeze != "backbone" or self.unfreeze_at is not None or self.train_bn:
-            return "the backbone trains during the fit"
+            return "the backbone trains during the fit", None
         if self.adapter is not None:
-            return "adapters train inside the backbone"
+            return "adapters train inside the backbone", None
         if inputs.kind in ("array", "files", "pil") and (
                 self.augment is True or callable(self.augment)
                 or (self.augment == "auto" and inputs.kind != "array")):
-            return "train-time augmentation is on"
-        return self._network_cacheability(inputs)
+            return "train-time augmentation is on", None
+        backbone = module_fingerprint(self.network_.module, exclude=self.network_.head)
+        return self._network_cacheability(inputs, backbone), backbone
 
-    def _network_cacheability(self, inputs: Inputs) -> str | None:
-        """:func:`why_cache_not_applicable` for this network and kind of input, checked by running
-        the network on two samples once per process for the same architecture, weights, head and
-        preprocessing (every fit of a grid search asks the same question)."""
+    def _network_cacheability(self, inputs: Inputs, backbone: str) -> str | None:
+        """:func:`why_cache_not_applicable` for this network (whose backbone has the fingerprint
+        ``backbone``) and kind of input, checked by running the network on two samples once per
+        process for the same architecture, weights, head and preprocessing (every fit of a grid
+        search asks the same question)."""
         network = self.network_
         head = network.module.get_submodule(network.head[-1])
         shape = inputs.items.shape[1:] if inputs.kind == "array" else ()
-        key = fingerprint(module_fingerprint(network.module, exclude=network.head),
+        key = fingerprint(backbone,
                           f"heads={network.head!r};{head!r};{type(head).__qualname__}",
                           f"kind={inputs.kind};shape={tuple(shape)}",
                           transform_fingerprint(self._transform(inputs.kind, train=False)),
@@ -103,13 +106,15 @@ class CachedHeadMixin:
                              "head_solver='auto' or 'gradient'.")
         return "gradient"
 
-    def _fit_head_on_cached_features(self, inputs: Inputs, y, weights, **fit_params) -> None:
-        """Run the frozen backbone once per sample (cached across fits), then fit the head alone:
-        solved as the convex problem it is, or trained by the optimizer (``head_solver_``).
+    def _fit_head_on_cached_features(self, inputs: Inputs, y, weights, *, backbone: str,
+                                     **fit_params) -> None:
+        """Run the frozen backbone (fingerprint ``backbone``) once per sample (cached across fits),
+        then fit the head alone: solved as the convex problem it is, or trained by the optimizer
+        (``head_solver_``).
 
         The head module is shared with ``module_``, so the full network predicts with what it learned.
         """
-        features = self._cached_features(inputs)
+        features = self._cached_features(inputs, backbone)
         if self.head_solver_ == "gradient":
             with self._head_only():
                 self._train(features, y, weights, **fit_params)
@@ -140,8 +145,9 @@ class CachedHeadMixin:
                 return float(self.get_loss(out, target))
             return float(weighted_loss(self.criterion_, out, target, torch.from_numpy(weights)))
 
-    def _cached_features(self, inputs: Inputs) -> Inputs:
-        """The backbone's output (the head's input) for every sample, from the feature cache."""
+    def _cached_features(self, inputs: Inputs, backbone: str | None = None) -> Inputs:
+        """The backbone's output (the head's input) for every sample, from the feature cache
+        (``backbone``: the backbone's fingerprint, when known)."""
         # fork the RNG: batches are then shuffled exactly as on the uncached path
         texts = inputs.kind == "texts"
         with torch.random.fork_rng(devices=[]):
@@ -150,7 +156,8 @@ class CachedHeadMixin:
                 cache=shared_cache(self.cache_dir), batch_size=self.batch_size,
                 num_workers=self.num_workers, device=self.device_, precision=self.precision,
                 collate=self.network_.collate(self.max_length) if texts else None,
-                options=f"max_length={self.max_length},pooling={self.pooling}" if texts else "")
+                options=f"max_length={self.max_length},pooling={self.pooling}" if texts else "",
+                backbone=backbone)
         return Inputs(kind="features", items=features.numpy())
 
     def _predict_from_cached_features(self, inputs: Inputs) -> np.ndarray:

@@ -43,7 +43,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochTimer, PassthroughScoring
 from torch.utils.data import Dataset
 
 from skadapt._constraints import Number, StrList
@@ -68,6 +68,7 @@ from skadapt.finetune._image_cache import (
 from skadapt.finetune._layer_table import layer_table
 from skadapt.finetune._lr_finder import LRFinderResult, lr_find
 from skadapt.finetune._precision import PRECISIONS
+from skadapt.finetune._print_log import QuietPrintLog
 from skadapt.finetune._schedule import FineTuningSchedule, Schedule
 from skadapt.finetune._training_step import TrainingStepMixin
 from skadapt.finetune._transforms import image_sizes, make_transform
@@ -260,7 +261,7 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
             *self._scoring_callbacks(),
             ("fine_tuning", FineTuningSchedule()),
             ("early_stopping", PlannedEarlyStopping()),
-            ("print_log", PrintLog()),
+            ("print_log", QuietPrintLog()),
             ("checkpoint", EpochCheckpoint()),
         ]
         return callbacks
@@ -332,7 +333,7 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
             if not warm:
                 self._initialize_with_example(inputs)
             self._check_input_shape(inputs)
-            reason = self._why_not_cached(inputs)
+            reason, backbone = self._why_not_cached(inputs)
             self.used_feature_cache_ = reason is None
             self.training_path_ = "cached backbone features" if reason is None else (
                 f"full network ({reason})")
@@ -341,7 +342,8 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
             # the cached-head path has no epochs worth resuming (the convex head has none at all)
             self.checkpoint_path_ = None
             if reason is None:
-                self._fit_head_on_cached_features(inputs, y, weights, **fit_params)
+                self._fit_head_on_cached_features(inputs, y, weights, backbone=backbone,
+                                                  **fit_params)
                 return self
             state = None
             if self.checkpoint_dir is not None and not warm:

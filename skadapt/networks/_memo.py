@@ -77,6 +77,7 @@ from torch import nn
 
 from skadapt._environment import environment_number
 from skadapt.networks._base import ResolvedNetwork, replace_heads
+from skadapt.networks._copy import copy_module
 from skadapt.networks._saved_architecture import saved_folder
 
 __all__ = [
@@ -302,6 +303,7 @@ def _fresh_copy(network: ResolvedNetwork, n_outputs: int) -> ResolvedNetwork:
     tokenizer = getattr(network, "tokenizer", None)
     if tokenizer is not None:
         shared[id(tokenizer)] = tokenizer
+    shared[id(network.module)] = copy_module(network.module, shared)
     copied = copy.deepcopy(network, shared)
     for tensor in _state_tensors(network.module):
         twin = shared.get(id(tensor))

@@ -8,8 +8,6 @@ so image files need ``image_size=``.
 
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 from torchvision.models import SwinTransformer, WeightsEnum
 
@@ -22,6 +20,7 @@ from skadapt.networks._base import (
     replace_heads,
 )
 from skadapt.networks._checkpoints import load_file_into
+from skadapt.networks._copy import copy_module
 from skadapt.networks._source_torchvision import KNOWN_HEADS
 
 
@@ -30,7 +29,7 @@ def _claims(model) -> bool:
 
 
 def _resolve(model, weights, *, n_outputs: int, head, example_input, options) -> ResolvedNetwork:
-    module = copy.deepcopy(model) if isinstance(model, nn.Module) else _instantiate(model)
+    module = copy_module(model) if isinstance(model, nn.Module) else _instantiate(model)
     if weights is not None:
         if isinstance(weights, WeightsEnum):
             raise ValueError(

@@ -30,7 +30,6 @@ interpolation, mean, std). What the new head reads (the cache's and the extracto
 
 from __future__ import annotations
 
-import copy
 import difflib
 import math
 import os
@@ -52,6 +51,7 @@ from skadapt.networks._checkpoints import (
     load_checkpoint,
     load_file_into,
 )
+from skadapt.networks._copy import copy_module
 
 PREFIX = "timm/"
 _INSTALL_HINT = "pip install skadapt[timm]"
@@ -86,7 +86,7 @@ def _resolve(model: str, weights, *, n_outputs: int, head, example_input, option
                          "(get_classifier), replaced through reset_classifier; pass head=None.")
     timm = _import_timm()
     if isinstance(model, nn.Module):
-        module = copy.deepcopy(model)
+        module = copy_module(model)
         if weights is not None:
             load_file_into(module, weights)
     else:

@@ -65,3 +65,38 @@ def test_frozen_parts_are_in_inference_mode_after_a_head_only_fit(tmp_path):
                               **SETTINGS).fit(X, y)
     assert fit.used_feature_cache_ and fit.inference_modules_
     assert not any(sub.training for part in fit.inference_modules_ for sub in part.modules())
+
+
+def test_a_cached_fit_fingerprints_its_backbone_once(tmp_path, monkeypatch):
+    """The cacheability memo's key and the features' cache key share one fingerprint."""
+    from skadapt.finetune import _cached_features
+
+    calls = []
+
+    def counting(module, exclude=()):
+        calls.append(module)
+        return fingerprint(module, exclude)
+
+    fingerprint = _cached_head.module_fingerprint
+    monkeypatch.setattr(_cached_head, "module_fingerprint", counting)
+    monkeypatch.setattr(_cached_features, "module_fingerprint", counting)
+    X, y = color_task(n=16, size=8)
+    fit = PretrainedFineTuner(TinyCNN(), weights=_checkpoint(tmp_path / "a.pt", 0),
+                              **SETTINGS).fit(X, y)
+    assert fit.used_feature_cache_ and len(calls) == 1
+    fit.predict(X)  # predicting checks the backbone again (it may have changed since)
+    assert len(calls) == 2
+
+
+def test_the_epoch_table_is_built_only_when_printed(monkeypatch, capsys):
+    from skorch.callbacks import PrintLog
+
+    tables = []
+    table = PrintLog.table
+    monkeypatch.setattr(PrintLog, "table", lambda self, row: tables.append(row) or table(self, row))
+    X, y = color_task(n=16, size=8)
+    settings = {**SETTINGS, "freeze": "none", "max_epochs": 2}
+    PretrainedFineTuner(TinyCNN(), verbose=0, **settings).fit(X, y)
+    assert tables == [] and capsys.readouterr().out == ""
+    PretrainedFineTuner(TinyCNN(), verbose=1, **settings).fit(X, y)
+    assert len(tables) == 2 and "train_loss" in capsys.readouterr().out
