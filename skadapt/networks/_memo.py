@@ -61,6 +61,7 @@ reads no weights either.
 from __future__ import annotations
 
 import copy
+import copyreg
 import hashlib
 import importlib
 import io
@@ -450,21 +451,30 @@ def _module_key(model: nn.Module, with_values: bool) -> Hashable | None:
 
 class _TensorFreePickler(pickle.Pickler):
     """Pickles a module with each tensor replaced by its shape, dtype and (for tensors outside
-    the state dict, or all of them when ``with_values``) its digest."""
+    the state dict, or all of them when ``with_values``) its digest.
+
+    Tensors and parameters are found through the pickler's ``dispatch_table`` (consulted by the
+    C pickler for those two types only) rather than ``persistent_id``, a Python call for every
+    object pickled; tensor subclasses keep their own pickling, values included."""
 
     def __init__(self, file, state: set[int], with_values: bool):
         super().__init__(file, protocol=4)
         self.state = state
         self.with_values = with_values
+        self.dispatch_table = copyreg.dispatch_table.copy()
+        self.dispatch_table[torch.Tensor] = self.dispatch_table[nn.Parameter] = self._described
 
-    def persistent_id(self, obj):
-        if not isinstance(obj, torch.Tensor):
-            return None
-        described = (tuple(obj.shape), str(obj.dtype), obj.requires_grad,
-                     isinstance(obj, nn.Parameter))
-        if id(obj) in self.state and not self.with_values:
-            return ("state-tensor", *described)
-        return ("tensor", *described, tensor_digest(obj))
+    def _described(self, tensor: torch.Tensor) -> tuple:
+        described = (tuple(tensor.shape), str(tensor.dtype), tensor.requires_grad,
+                     isinstance(tensor, nn.Parameter))
+        if id(tensor) in self.state and not self.with_values:
+            return _tensor_stand_in, ("state-tensor", *described)
+        return _tensor_stand_in, ("tensor", *described, tensor_digest(tensor))
+
+
+def _tensor_stand_in(*described):
+    """What a tensor is pickled as in a memo key (keys are hashed, never unpickled)."""
+    raise TypeError("a network memo key is not meant to be unpickled")
 
 
 # --------------------------------------------------------------------------- digests
@@ -515,6 +525,11 @@ def _note_copy(original: torch.Tensor, twin: torch.Tensor) -> None:
     if original.device != twin.device or original.dtype != twin.dtype:
         return
     original_stamp = _stamp(original)
+    with _LOCK:
+        known = _valid(_DIGESTS, original, original_stamp)
+    if known is not None:  # the usual case: the memo's network was fingerprinted before
+        _remember(_DIGESTS, twin, (_stamp(twin), known[2]))
+        return
     _remember(_LINEAGE, twin, (_stamp(twin), weakref.ref(original), original_stamp))
 
 
