@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from skadapt.finetune._adapters import Inputs
 from skadapt.finetune._decoding import load_rgb, to_rgb
 
-__all__ = ["InputDataset", "target_tensor"]
+__all__ = ["InputDataset", "as_targets", "target_tensor", "tensor_view"]
 
 
 class InputDataset(Dataset):
@@ -54,9 +54,9 @@ class InputDataset(Dataset):
             raise TypeError(f"inputs is a {type(inputs).__name__}: pass adapt_inputs(X).")
         self.inputs = inputs
         self.transform = transform
-        self.y = _as_targets(y, len(inputs))
+        self.y = as_targets(y, len(inputs))
         # "features": backbone outputs cached by the fine-tuner, used as they are
-        self._array = _tensor_view(inputs.items) if inputs.kind in ("array", "features") else None
+        self._array = tensor_view(inputs.items) if inputs.kind in ("array", "features") else None
         if inputs.kind == "array" and hasattr(transform, "check_inputs"):
             transform.check_inputs(inputs.items)
 
@@ -82,7 +82,7 @@ class InputDataset(Dataset):
         return transform(image)
 
 
-def _tensor_view(items: np.ndarray) -> torch.Tensor:
+def tensor_view(items: np.ndarray) -> torch.Tensor:
     """One tensor over the whole array, no copy, so that indexing a sample is cheap."""
     with warnings.catch_warnings():
         # read-only arrays (pandas' copy-on-write views) are fine: samples are never written to
@@ -93,7 +93,8 @@ def _tensor_view(items: np.ndarray) -> torch.Tensor:
 _TO_TENSOR = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.ToPureTensor()])
 
 
-def _as_targets(y, n_samples: int) -> torch.Tensor | None:
+def as_targets(y, n_samples: int) -> torch.Tensor | None:
+    """``y`` (array, Series or DataFrame) as a tensor of one target per sample, or None."""
     if y is None:
         return None
     y = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)

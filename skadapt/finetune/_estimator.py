@@ -59,6 +59,7 @@ from skadapt.finetune._clone import clone_sharing_model
 from skadapt.finetune._datasets import InputDataset
 from skadapt.finetune._decoding import find_unreadable
 from skadapt.finetune._device import resolve_device, seeded
+from skadapt.finetune._feature_batches import FeatureBatches, whole_batch
 from skadapt.finetune._freezing import apply_freeze, inference_mode_modules, set_inference_mode
 from skadapt.finetune._image_cache import (
     DecodedImageCache,
@@ -574,6 +575,8 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
         inputs = self._adapt(X)
         if isinstance(inputs, Dataset):
             return inputs
+        if inputs.kind == "features":  # cached backbone outputs: read a batch at a time
+            return FeatureBatches(inputs.items, y)
         return InputDataset(inputs, y, transform=self._transform(inputs.kind, train=training))
 
     def get_split_datasets(self, X, y=None, **fit_params):
@@ -590,7 +593,11 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
 
     @staticmethod
     def _weighted(dataset, weights):
-        return dataset if weights is None else WeightedDataset(dataset, weights)
+        if weights is None:
+            return dataset
+        if isinstance(dataset, FeatureBatches):
+            return dataset.with_weights(weights)
+        return WeightedDataset(dataset, weights)
 
     def _fit_dataset(self, X, y, training: bool):
         """A dataset read every epoch: image files are decoded and resized once per fit, into a
@@ -638,9 +645,15 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
         if self._on_cuda():  # page-locked batches copy to the GPU asynchronously (non_blocking)
             kwargs.setdefault("pin_memory", True)
         network = getattr(self, "network_", None)
-        collate = network.collate(self.max_length) if network is not None else None
-        if collate is not None:  # text networks tokenize each batch (dynamic padding)
-            kwargs.setdefault("collate_fn", collate)
+        if isinstance(dataset, FeatureBatches):  # stacked a batch at a time, unless the user
+            if "collate_fn" in kwargs:           # collates samples with a function of theirs
+                dataset = dataset.per_sample()
+            else:
+                kwargs["collate_fn"] = whole_batch
+        elif network is not None:
+            collate = network.collate(self.max_length)
+            if collate is not None:  # text networks tokenize each batch (dynamic padding)
+                kwargs.setdefault("collate_fn", collate)
         return getattr(self, prefix)(dataset, **kwargs)
 
     # ----------------------------------------------------------------- forward

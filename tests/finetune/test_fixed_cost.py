@@ -100,3 +100,35 @@ def test_the_epoch_table_is_built_only_when_printed(monkeypatch, capsys):
     assert tables == [] and capsys.readouterr().out == ""
     PretrainedFineTuner(TinyCNN(), verbose=1, **settings).fit(X, y)
     assert len(tables) == 2 and "train_loss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_cached_features_are_read_a_batch_at_a_time_with_the_same_result(tmp_path, monkeypatch,
+                                                                          class_weight):
+    """A batch of cached features is one index operation, not a sample at a time: same batches,
+    same random numbers, same fit as a DataLoader collating samples (a collate_fn of the user's)."""
+    from torch.utils.data import default_collate
+
+    from skadapt.finetune._feature_batches import FeatureBatches
+
+    X, y = color_task(n=40, size=8)
+    y = np.r_[np.zeros(30, int), np.ones(10, int)]  # unbalanced: class weights matter
+    weights = _checkpoint(tmp_path / "a.pt", 0)
+    settings = {**SETTINGS, "max_epochs": 3, "class_weight": class_weight,
+                "validation_fraction": 0.25}
+    single = []
+    item = FeatureBatches.__getitem__
+    monkeypatch.setattr(FeatureBatches, "__getitem__",
+                        lambda self, index: single.append(index) or item(self, index))
+    batched = PretrainedFineTuner(TinyCNN(), weights=weights, **settings).fit(X, y)
+    assert batched.used_feature_cache_ and single == []
+    by_sample = PretrainedFineTuner(TinyCNN(), weights=weights,
+                                    iterator_train__collate_fn=default_collate,
+                                    iterator_valid__collate_fn=default_collate, **settings).fit(X, y)
+    assert len(single) > len(X)
+    uncached = PretrainedFineTuner(TinyCNN(), weights=weights, feature_cache=False,
+                                   **settings).fit(X, y)
+    for other in (by_sample, uncached):
+        for key in ("train_loss", "valid_loss"):
+            assert other.history[-1, key] == pytest.approx(batched.history[-1, key], rel=1e-5)
+        np.testing.assert_allclose(other.predict_proba(X), batched.predict_proba(X), rtol=1e-5)
