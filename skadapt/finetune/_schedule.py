@@ -104,6 +104,9 @@ class FineTuningSchedule(Callback):
         self.schedule_ = Schedule.of(net)
         self.steps_per_epoch_ = None
         self.stage_step_ = 0
+        # without a second stage, every epoch freezes the same parameters: found once
+        self.frozen_throughout_ = (self.schedule_.frozen(net.network_, 0)
+                                   if self.schedule_.unfreeze_at is None else None)
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
         epoch = len(net.history) - 1
@@ -113,7 +116,9 @@ class FineTuningSchedule(Callback):
         self.batch_in_epoch_ = 0
         if epoch == self.schedule_.stage(epoch)[0]:
             self.stage_step_ = 0
-        frozen = self.schedule_.frozen(net.network_, epoch)
+        frozen = self.frozen_throughout_
+        if frozen is None:
+            frozen = self.schedule_.frozen(net.network_, epoch)
         if frozen != net.frozen_ or epoch == self.schedule_.unfreeze_at:
             net.set_frozen(frozen)
             sync_optimizer(net.optimizer_, self.schedule_.parameter_groups(net.network_, epoch))
