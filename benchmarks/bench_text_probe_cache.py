@@ -54,11 +54,14 @@ def search(cached: bool) -> GridSearchCV:
                         cv=StratifiedKFold(5, shuffle=True, random_state=0))
 
 
-def hand_written_search(X, y) -> GridSearchCV:
-    """Every sentence embedded once by hand, then sklearn's search on the array."""
+def hand_written_search(X, y) -> tuple[GridSearchCV, float]:
+    """Every sentence embedded once by hand, then sklearn's search on the array; also returns the
+    time of the search alone (41 LogisticRegression fits and their scoring, which every side pays)."""
     features = FrozenEmbeddings(max_length=64)(list(X))
-    return GridSearchCV(LogisticRegression(max_iter=2000), {"C": C_VALUES},
-                        cv=StratifiedKFold(5, shuffle=True, random_state=0)).fit(features, y)
+    start = time.perf_counter()
+    fitted = GridSearchCV(LogisticRegression(max_iter=2000), {"C": C_VALUES},
+                          cv=StratifiedKFold(5, shuffle=True, random_state=0)).fit(features, y)
+    return fitted, time.perf_counter() - start
 
 
 def warm_up(site: str) -> None:
@@ -91,7 +94,7 @@ def main(argv=None) -> None:
     print(f"done: cached ({stats.misses} sentences embedded, {stats.hits} cache hits; network "
           f"memo {memo['hits']} hits, {memo['misses']} misses)", file=sys.stderr)
     start = time.perf_counter()
-    by_hand = hand_written_search(X, y)
+    by_hand, probes_s = hand_written_search(X, y)
     by_hand_s = time.perf_counter() - start
     print("done: hand-written", file=sys.stderr)
     uncached = search(cached=False)
@@ -113,6 +116,10 @@ def main(argv=None) -> None:
           f"{uncached_s / by_hand_s:.1f}x | {by_hand.best_score_:.4f} | "
           f"{by_hand.best_params_['C']:g} |")
     print(f"\nskadapt's cached search takes {cached_s / by_hand_s:.2f}x the hand-written one's time")
+    print(f"\nthe hand-written search: embedding once {by_hand_s - probes_s:.1f} s, then the "
+          f"{n_fits} LogisticRegression fits and scorings {probes_s:.1f} s, which every side pays "
+          f"(the uncached one re-embeds {n_fits} times): its {uncached_s / by_hand_s:.1f}x is "
+          "the ceiling of this benchmark")
     gap = np.abs(cached.cv_results_["mean_test_score"] - uncached.cv_results_["mean_test_score"])
     print(f"\nlargest difference in mean CV accuracy over the grid: {gap.max():.4f}")
 
