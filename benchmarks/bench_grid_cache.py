@@ -127,6 +127,16 @@ def warm_up(size: int) -> None:
     clear_network_memo()
 
 
+def limit_threads(threads: int) -> None:
+    """Every thread pool of the process to ``threads``: torch's, and BLAS's and OpenMP's (numpy,
+    scipy, sklearn), called after the warm-up has loaded them all: ``threadpool_limits`` only
+    reaches the libraries loaded when it is called. Scipy's OpenBLAS (loaded by the first
+    LogisticRegression fit) and sklearn's OpenMP left at two threads on the shared 2-core machine
+    made each LogisticRegression fit of the text benchmark 60-90 ms instead of 3-5 ms."""
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
 def timed_fit(search: GridSearchCV, X, y) -> float:
     start = time.perf_counter()
     search.fit(X, y)
@@ -140,12 +150,10 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    # BLAS too (sklearn's solvers, numpy): on the shared 2-core machine two spin-waiting OpenBLAS
-    # threads made one LogisticRegression fit 15x slower (0.30 s against 0.02 s)
-    threadpool_limits(args.threads)
+    limit_threads(args.threads)
     X, y = image_folder("train")
     warm_up(args.size)
+    limit_threads(args.threads)  # again: the warm-up loaded more libraries
 
     cached = search(args.epochs, args.batch_size, args.size, cached=True)
     cached_s = timed_fit(cached, X, y)

@@ -34,10 +34,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_grid_cache import timed_fit  # noqa: E402
+from benchmarks.bench_grid_cache import limit_threads, timed_fit  # noqa: E402
 from benchmarks.text_domains import SITES, FrozenEmbeddings, load_site, minilm_path  # noqa: E402
 from skadapt import PretrainedFeatureExtractor  # noqa: E402
 from skadapt.finetune._embedding_cache import shared_cache  # noqa: E402
@@ -68,8 +67,11 @@ def warm_up(site: str) -> None:
     """Four sentences of another site embedded untimed, caches off, then the memo cleared: the
     first calls of tokenizers and torch are paid by no timed search."""
     other = next(name for name in SITES if name != site)
-    PretrainedFeatureExtractor(minilm_path(), max_length=64, feature_cache=False).fit_transform(
-        np.asarray(load_site(other)[0][:4], dtype=object))
+    texts, y = load_site(other)
+    features = PretrainedFeatureExtractor(minilm_path(), max_length=64,
+                                          feature_cache=False).fit_transform(
+        np.asarray(texts[:4], dtype=object))
+    LogisticRegression().fit(features, [0, 1, 0, 1])  # loads scipy's solvers and their BLAS
     clear_network_memo()
 
 
@@ -79,13 +81,11 @@ def main(argv=None) -> None:
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    # BLAS too (sklearn's solvers, numpy): on the shared 2-core machine two spin-waiting OpenBLAS
-    # threads made one LogisticRegression fit 15x slower (0.30 s against 0.02 s)
-    threadpool_limits(args.threads)
+    limit_threads(args.threads)
     texts, y = load_site(args.site)
     X, y = np.asarray(texts[: args.sentences], dtype=object), y[: args.sentences]
     warm_up(args.site)
+    limit_threads(args.threads)  # again: the warm-up loaded more libraries
 
     cached = search(cached=True)
     cached_s = timed_fit(cached, X, y)
