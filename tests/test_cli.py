@@ -1,7 +1,8 @@
 """The ``skadapt`` command, end to end: every test runs the real command in a subprocess.
 
 The data are tiny (24 PNG images of 16x16 pixels whose class is their dominant colour, a CSV of
-numbers) and so are the networks, so each command takes a few seconds, most of it importing torch.
+numbers) and so are the networks, so most of a command's time would be importing torch: each
+command's process is forked from a server that has imported it once (tests/_forkserver.py).
 """
 
 import json
@@ -22,6 +23,7 @@ from PIL import Image
 import skadapt as skadapt_package
 from skadapt.cli import build_parser, main
 from skadapt.cli._commands import _check_model_out, save_model
+from tests import _forkserver as forkserver
 from tests.finetune.images import colour_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +51,17 @@ def mlp():
 
 
 def skadapt(*args, cwd, check=True, python_path=()) -> subprocess.CompletedProcess:
-    """Run ``python -m skadapt ARGS`` in ``cwd`` and return the finished process."""
+    """Run ``python -m skadapt ARGS`` in ``cwd`` and return the finished process.
+
+    The process is forked from a server that has imported torch and the rest once
+    (tests/_forkserver.py): a new process all the same, with its own stdin/stdout/stderr, working
+    directory, environment and exit status, without seconds of imports each time.
+    """
     python_path = os.pathsep.join(
         filter(None, [*map(str, python_path), str(ROOT), os.environ.get("PYTHONPATH")]))
     # one torch thread: tiny networks run fastest so, and tests share the machine's cores
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
-    result = subprocess.run([sys.executable, "-m", "skadapt", *map(str, args)], cwd=cwd, env=env,
+    result = subprocess.run(forkserver.command(args, env), cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:
         pytest.fail(f"skadapt {' '.join(map(str, args))} exited {result.returncode}:\n"
@@ -322,6 +329,19 @@ def test_a_user_error_ends_with_one_clear_line(case, error_runs):
     assert expected in lines[0]
 
 
+def test_a_command_through_the_fork_server_gives_what_a_plain_process_gives(workspace):
+    """tests/_forkserver.py: the same output and exit status as ``python -m skadapt``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    for args in (["fit", "no/such/folder"], ["--version"]):  # after torch's import; before it
+        plain = subprocess.run([sys.executable, "-m", "skadapt", *args], cwd=workspace, env=env,
+                               capture_output=True, text=True, timeout=300)
+        forked = skadapt(*args, cwd=workspace, check=False)
+        assert (forked.returncode, forked.stdout, forked.stderr) == \
+            (plain.returncode, plain.stdout, plain.stderr)
+        assert plain.stdout or plain.stderr
+
+
 # --------------------------------------------------------------------------- the docs' commands
 DOC_PAGES = [ROOT / "docs" / "quickstart.md", ROOT / "docs" / "command-line.md"]
 BLOCK = re.compile(r"^```(python|bash)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -334,6 +354,11 @@ def _run_blocks(blocks: list[tuple[str, str]], cwd: Path, where: str, **env_vars
            "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            **env_vars}
+    # `skadapt` runs the console script in a process forked from a server that has imported torch
+    # once (tests/_forkserver.py); `python` is the interpreter itself
+    shims = forkserver.shim_dir(env, str(bin_dir / "skadapt"))
+    if shims is not None:
+        env["PATH"] = os.pathsep.join([shims, env["PATH"]])
     for kind, code in blocks:
         if kind == "python":
             command = [sys.executable, "-c", code]
