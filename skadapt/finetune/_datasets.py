@@ -3,7 +3,8 @@
 :class:`InputDataset` is what the estimators fit and predict on. Files are decoded
 (``_decoding.py``) and transformed (``_transforms.py``) on every access, in DataLoader workers when
 there are some. A frozen-backbone fit that decodes the same files every epoch reads them from the
-decoded-image cache instead (``_image_cache.py``).
+decoded-image cache instead (``_image_cache.py``). Cached backbone features are read a batch at a
+time instead (``_feature_batches.py``).
 """
 
 from __future__ import annotations
@@ -55,8 +56,7 @@ class InputDataset(Dataset):
         self.inputs = inputs
         self.transform = transform
         self.y = as_targets(y, len(inputs))
-        # "features": backbone outputs cached by the fine-tuner, used as they are
-        self._array = tensor_view(inputs.items) if inputs.kind in ("array", "features") else None
+        self._array = tensor_view(inputs.items) if inputs.kind == "array" else None
         if inputs.kind == "array" and hasattr(transform, "check_inputs"):
             transform.check_inputs(inputs.items)
 

@@ -563,8 +563,6 @@ class _PretrainedNet(CachedHeadMixin, TrainingStepMixin, NeuralNet):
         return inputs.subset(keep), y[keep], (None if weights is None else weights[keep])
 
     def _transform(self, kind: str, train: bool):
-        if kind == "features":
-            return None
         network = getattr(self, "network_", None)
         return make_transform(
             kind, train=train, preprocessing=network.preprocessing if network else None,
